@@ -1,0 +1,20 @@
+"""``alignfreeze demo``: the main job on its embedded default (no network, no GPU)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the end-to-end pipeline on the embedded demo data")
+    p.add_argument("--model", default=None,
+                   help="model to use (default: e5-small when the 'models' extra is installed, "
+                        "else a tiny random BERT built on the spot)")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--quick", action="store_true", help="tiny random model, for tests")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from alignfreeze.pipeline import run_demo
+
+    run_demo(out=args.out, model=args.model, quick=args.quick)
+    return 0

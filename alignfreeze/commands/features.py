@@ -1,0 +1,36 @@
+"""``alignfreeze features``: word features of treebanks or text at any layers, to disk."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("features", help="extract word-level representations to safetensors shards")
+    p.add_argument("--model", required=True, help="prepared name, local folder or hub name")
+    p.add_argument("--treebank", nargs="+", required=True, help="CoNLL-U files, globs or UD folders")
+    p.add_argument("--layers", default="all", help="all | last | middle | 0,3-5 (0 = embeddings)")
+    p.add_argument("--pooling", default="first", choices=("first", "mean", "last", "sum"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="tokens per window (default: model max)")
+    p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="storage dtype")
+    p.add_argument("--chunk-sentences", type=int, default=2048, help="sentences per shard (bounds memory)")
+    p.add_argument("--offline", action="store_true", help="never contact the hub")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from core.conllu import find_treebanks, read_sentences
+    from core.features import WordFeatureExtractor
+    from core.models import load
+
+    files = [f for spec in args.treebank for f in find_treebanks(spec)]
+    model, tok = load(args.model, offline=args.offline or None)
+    ex = WordFeatureExtractor(model, tok, layers=args.layers, pooling=args.pooling,
+                              batch_size=args.batch_size, max_length=args.max_length)
+    out = ex.extract_to_disk(read_sentences(files), args.out, dtype=args.dtype,
+                             chunk_sentences=args.chunk_sentences,
+                             meta={"model": args.model, "files": [str(f) for f in files]})
+    st = out.index["stats"]
+    print(f"{args.out}: {st['sentences']} sentences, {st['words']} words, layers {list(out.layers)}, "
+          f"{len(out)} shard(s); {st['windowed']} sentence(s) windowed, {st['lost_words']} word(s) without tokens")
+    return 0

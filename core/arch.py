@@ -1,0 +1,145 @@
+"""The ONE architecture table: where each model family keeps its embeddings and blocks.
+
+Layer numbering everywhere in the toolkit: 0 = embedding output, 1..L = output of block i
+(the HF ``hidden_states`` convention). Freeze specs, probes, CKA and plots use it.
+
+Anything not in the table is an :class:`UnsupportedArchitectureError`, never a silent
+no-op (the reference code's pitfall: matching "roberta" in a model *name* froze nothing
+for mBERT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+class UnsupportedArchitectureError(ValueError):
+    """The model's family is not in the architecture table."""
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Where a family keeps its parts, as dotted paths from the *base* model."""
+
+    family: str
+    kind: str  # "encoder" or "decoder"
+    embeddings: tuple[str, ...]  # modules whose parameters form layer 0
+    blocks: str  # the nn.ModuleList of transformer blocks
+    final_norm: str | None = None  # decoders: norm after the last block (not a layer)
+
+
+_ENC = dict(kind="encoder", embeddings=("embeddings",), blocks="encoder.layer")
+_DEC = dict(kind="decoder", embeddings=("embed_tokens",), blocks="layers", final_norm="norm")
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "bert": ArchSpec("bert", **_ENC),
+    "roberta": ArchSpec("roberta", **_ENC),
+    "xlm-roberta": ArchSpec("xlm-roberta", **_ENC),
+    "distilbert": ArchSpec("distilbert", "encoder", ("embeddings",), "transformer.layer"),
+    "gpt2": ArchSpec("gpt2", "decoder", ("wte", "wpe"), "h", "ln_f"),
+    "llama": ArchSpec("llama", **_DEC),
+    "qwen2": ArchSpec("qwen2", **_DEC),
+    "mistral": ArchSpec("mistral", **_DEC),
+}
+
+
+def _get(module: nn.Module, dotted: str) -> nn.Module:
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The bare transformer under task heads and PEFT wrappers (``BertModel`` etc.)."""
+    m = model
+    if hasattr(m, "get_base_model"):  # PEFT
+        m = m.get_base_model()
+    prefix = getattr(m, "base_model_prefix", None)
+    if prefix and hasattr(m, prefix):
+        m = getattr(m, prefix)
+    return m
+
+
+def arch_of(model: nn.Module) -> ArchSpec:
+    """Look up the model's family by ``config.model_type``."""
+    config = getattr(model, "config", None)
+    mt = getattr(config, "model_type", None)
+    if mt not in ARCHITECTURES:
+        raise UnsupportedArchitectureError(
+            f"model_type {mt!r} is not in the architecture table "
+            f"(supported: {', '.join(sorted(ARCHITECTURES))}); add it to core/arch.py"
+        )
+    return ARCHITECTURES[mt]
+
+
+def blocks(model: nn.Module) -> nn.ModuleList:
+    return _get(base_model(model), arch_of(model).blocks)
+
+
+def num_layers(model: nn.Module) -> int:
+    """Number of transformer blocks L (layers are 0..L)."""
+    return len(blocks(model))
+
+
+def embedding_modules(model: nn.Module) -> list[nn.Module]:
+    base = base_model(model)
+    return [_get(base, p) for p in arch_of(model).embeddings]
+
+
+def layer_modules(model: nn.Module) -> dict[int, list[nn.Module]]:
+    """Layer index -> the modules whose parameters make that layer."""
+    out: dict[int, list[nn.Module]] = {0: embedding_modules(model)}
+    for i, block in enumerate(blocks(model), 1):
+        out[i] = [block]
+    return out
+
+
+def layer_parameter_names(model: nn.Module) -> dict[int, list[str]]:
+    """Layer index -> full parameter names (as in ``model.named_parameters()``)."""
+    ids: dict[int, int] = {}
+    for layer, mods in layer_modules(model).items():
+        for mod in mods:
+            for p in mod.parameters():
+                ids[id(p)] = layer
+    out: dict[int, list[str]] = {k: [] for k in range(num_layers(model) + 1)}
+    for name, p in model.named_parameters():
+        if id(p) in ids:
+            out[ids[id(p)]].append(name)
+    return out
+
+
+def parse_layers(spec: str | int | list[int] | tuple[int, ...] | None, n_layers: int) -> tuple[int, ...]:
+    """Parse a layer selection (``all``, ``last``, ``middle``, ``0,3-5``, ints) into 0..L indices."""
+    if spec is None or spec == "all":
+        return tuple(range(n_layers + 1))
+    if isinstance(spec, int):
+        items: list[int] = [spec]
+    elif isinstance(spec, list | tuple):
+        items = [int(x) for x in spec]
+    else:
+        items = []
+        for part in str(spec).split(","):
+            part = part.strip()
+            if part == "last":
+                items.append(n_layers)
+            elif part == "middle":
+                items.append(n_layers // 2)
+            elif part in ("emb", "embeddings"):
+                items.append(0)
+            elif "-" in part:
+                a, b = part.split("-", 1)
+                if not (a.strip().isdigit() and b.strip().isdigit()):
+                    raise ValueError(f"bad layer range {part!r}: expected A-B with integers")
+                items.extend(range(int(a), int(b) + 1))
+            elif part.lstrip("-").isdigit():
+                items.append(int(part))
+            else:
+                raise ValueError(f"bad layer {part!r}: expected all, last, middle, emb, N or A-B")
+    bad = [i for i in items if not 0 <= i <= n_layers]
+    if bad:
+        raise ValueError(f"layer(s) {bad} do not exist: this model has layers 0..{n_layers}")
+    if not items:
+        raise ValueError("empty layer selection")
+    return tuple(sorted(set(items)))

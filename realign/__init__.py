@@ -1,0 +1,1 @@
+"""realign: see README."""
