@@ -95,7 +95,8 @@ def split_windows(tokenizer, words: Sequence[str], max_length: int) -> list[tupl
     budget = max_length - n_special
     if budget < 1:
         raise ValueError(f"max_length {max_length} leaves no room for words")
-    lengths = [max(1, len(tokenizer.tokenize(w, is_split_into_words=True) if w else [])) for w in words]
+    enc = tokenizer([list(words)], is_split_into_words=True, add_special_tokens=False)
+    lengths = np.bincount([w for w in enc.word_ids(0) if w is not None], minlength=len(words)).tolist()
     windows, start, used = [], 0, 0
     for i, n in enumerate(lengths):
         if n > budget:

@@ -1,0 +1,65 @@
+"""The single pooling function against hand-computed values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.pooling import pool_subwords
+
+# one sentence: [CLS] w0a w0b w1 w2a w2b w2c [SEP] [PAD]; hidden value = position (1-d) and 10*position
+H = torch.tensor([[[p, 10.0 * p] for p in range(9)]])
+WI = torch.tensor([[-1, 0, 0, 1, 2, 2, 2, -1, -1]])
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("first", [1, 3, 4]),
+        ("last", [2, 3, 6]),
+        ("mean", [1.5, 3, 5]),
+        ("sum", [3, 3, 15]),
+    ],
+)
+def test_pooling_hand_computed(method, expected):
+    out, counts = pool_subwords(H, WI, n_words=4, method=method)
+    assert out.shape == (1, 4, 2)
+    assert out[0, :3, 0].tolist() == pytest.approx(expected)
+    assert out[0, :3, 1].tolist() == pytest.approx([10 * e for e in expected])
+    assert out[0, 3].tolist() == [0, 0]  # empty slot stays zero
+    assert counts.tolist() == [[2, 1, 3, 0]]
+
+
+def test_specials_and_padding_never_leak():
+    h = H.clone()
+    h[0, 0] = 1e6  # CLS
+    h[0, 7:] = -1e6  # SEP and padding
+    for method in ("first", "mean", "last", "sum"):
+        out, _ = pool_subwords(h, WI, 3, method)
+        assert out.abs().max() <= 150  # only word tokens (values <= 60) enter
+
+
+def test_leading_dims_and_batch_rows():
+    hid = torch.randn(3, 2, 5, 4)  # layers, B, T, D
+    wi = torch.tensor([[-1, 0, 1, 1, -1], [-1, 0, 0, 0, -1]])
+    out, counts = pool_subwords(hid, wi, 2, "mean")
+    assert out.shape == (3, 2, 2, 4)
+    torch.testing.assert_close(out[:, 0, 1], hid[:, 0, 2:4].mean(1))
+    torch.testing.assert_close(out[:, 1, 0], hid[:, 1, 1:4].mean(1))
+    assert counts.tolist() == [[1, 2], [3, 0]]
+
+
+def test_gradients_flow_to_used_tokens_only():
+    h = H.clone().requires_grad_(True)
+    out, _ = pool_subwords(h, WI, 3, "first")
+    out.sum().backward()
+    assert h.grad[0, :, 0].tolist() == [0, 1, 0, 1, 1, 0, 0, 0, 0]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        pool_subwords(H, WI, 3, "max")
+    with pytest.raises(ValueError, match="disagree"):
+        pool_subwords(H, WI[:, :5], 3)
+    with pytest.raises(ValueError, match="word index 2 >= n_words 2"):
+        pool_subwords(H, WI, 2)
