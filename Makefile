@@ -26,7 +26,7 @@ demo: $(BIN)/.installed
 	$(BIN)/alignfreeze demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -n 2 -q tests
+	$(BIN)/python -m pytest -n 2 -q --nbmake tests notebooks
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
