@@ -1,7 +1,70 @@
-"""``alignfreeze realign`` commands (see the corresponding issue)."""
+"""``alignfreeze pairs`` (word pairs from parallel text) and ``alignfreeze realign``."""
 
 from __future__ import annotations
 
+import json
+
 
 def register(sub) -> None:
-    """Add this area's sub-commands to the parser (none yet)."""
+    from core.config import add_arguments
+    from realign.config import RealignConfig
+
+    p = sub.add_parser("pairs", help="extract word pairs from sentence-aligned text (JSONL)")
+    p.add_argument("--src", required=True, help="source side: CoNLL-U (joined on sent_id), plain text, or a TSV")
+    p.add_argument("--tgt", default=None, help="target side (omit for a TSV source)")
+    p.add_argument("--aligner", required=True, choices=("dictionary", "eflomal", "similarity"))
+    p.add_argument("--dictionary", default=None, help="MUSE-format bilingual dictionary (dictionary aligner)")
+    p.add_argument("--model", default=None, help="model for the similarity aligner")
+    p.add_argument("--layer", type=int, default=8, help="layer of the similarity aligner (0 = embeddings)")
+    p.add_argument("--pooling", default="first", choices=("first", "mean", "last", "sum"))
+    p.add_argument("--threshold", type=float, default=1e-3, help="softmax threshold of the similarity aligner")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N sentence pairs")
+    p.add_argument("--out", required=True, help="output JSONL (written atomically)")
+    p.set_defaults(func=run_pairs)
+
+    r = sub.add_parser("realign", help="realign a model on word pairs, with optional freezing",
+                       description="Realign a multilingual model on word pairs (AlignFreeze protocol). "
+                                   "Runs unchanged under `accelerate launch -m alignfreeze.cli realign ...`.")
+    add_arguments(r, RealignConfig)
+    r.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    r.set_defaults(func=run_realign)
+
+
+def run_pairs(args) -> int:
+    from core.parallel import read_parallel
+    from realign.pairs import extract_pairs, write_pairs
+
+    pairs = read_parallel(args.src, args.tgt, limit=args.limit)
+    model = tok = None
+    if args.aligner == "similarity":
+        if not args.model:
+            raise ValueError("--aligner similarity needs --model (and --layer)")
+        from core.models import load
+
+        model, tok = load(args.model)
+    elif args.aligner == "dictionary" and not args.dictionary:
+        raise ValueError("--aligner dictionary needs --dictionary FILE (MUSE format: 'source target' per line)")
+    records, summary = extract_pairs(pairs, args.aligner, dictionary=args.dictionary, model=model, tokenizer=tok,
+                                     layer=args.layer, pooling=args.pooling, threshold=args.threshold)
+    write_pairs(args.out, records)
+    print(f"{args.out}: {summary['pairs_kept']}/{summary['sentence_pairs']} sentence pairs kept, "
+          f"{summary['links']} links ({summary['links_per_sentence']:.2f} per sentence), coverage "
+          f"src {summary['src_coverage']:.1%} tgt {summary['tgt_coverage']:.1%}")
+    print(json.dumps(summary))
+    return 0
+
+
+def run_realign(args) -> int:
+    from core.config import from_args
+    from realign.config import RealignConfig
+    from realign.train import realign
+
+    cfg = from_args(RealignConfig, args)
+    out = realign(cfg, progress=args.progress, resume=args.resume)
+    from core.manifest import read_manifest
+
+    m = read_manifest(out)
+    losses = ", ".join(f"{k}={v:.4f}" for k, v in m["final_losses"].items())
+    print(f"{out}: {m['steps']} steps, frozen layers {m['frozen_layers']}, {m['wall_time_s']:.1f} s; final {losses}")
+    return 0

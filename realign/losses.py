@@ -1,0 +1,236 @@
+"""Realignment losses and the single entry point :func:`realignment_loss`.
+
+Word-level InfoNCE follows the reference (Gaschi et al.; see REFERENCE.md): each aligned
+word is compared by cosine similarity with the words of both sentences of every pair in
+the batch, divided by tau = 0.1, and must pick its translation. All losses are computed
+in float32 even under mixed precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from core.arch import base_model, parse_layers
+from core.features import encode_words
+from core.pooling import pool_subwords
+
+
+def word_infonce(
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    temperature: float = 0.1,
+    negatives: str = "strong",
+    src_extra: torch.Tensor | None = None,
+    tgt_extra: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Word-level contrastive loss over aligned word pairs.
+
+    Args:
+        src: ``(N, D)`` source-language word vectors; row ``i`` is aligned with ``tgt[i]``.
+        tgt: ``(N, D)`` target-language word vectors.
+        temperature: tau; logits are ``cos(a, c) / tau``.
+        negatives: ``strong`` or ``weak`` (below).
+        src_extra, tgt_extra: ``(M, D)`` vectors of further source / target words of the
+            batch (words without a link). They are candidates (negatives) only, never
+            anchors.
+
+    Definition. The anchors are the ``2N`` aligned words ``A = [src; tgt]``; the candidates
+    are ``C = [src; tgt; src_extra; tgt_extra]``, each tagged with its language. For anchor
+    ``a`` with partner ``p(a)`` (``i <-> N + i``)::
+
+        loss_a = -log( exp(cos(a, p(a))/tau) / sum_{c in C, c allowed} exp(cos(a, c)/tau) )
+
+    ``strong``: every candidate is allowed except the anchor itself (same-language words
+    are negatives too; the paper's default). ``weak``: only candidates of the OTHER
+    language are allowed (the anchor and all same-language words are masked). The loss is
+    the mean of ``loss_a`` over the ``2N`` anchors (both directions). With ``N = 0`` it is
+    a zero that still depends on the inputs (so ``backward`` works).
+    """
+    if src.shape != tgt.shape or src.dim() != 2:
+        raise ValueError(f"src {tuple(src.shape)} and tgt {tuple(tgt.shape)} must both be (N, D)")
+    if negatives not in ("strong", "weak"):
+        raise ValueError(f"negatives={negatives!r}: expected strong or weak")
+    n = src.shape[0]
+    if n == 0:
+        return (src.sum() + tgt.sum()) * 0.0
+    d = src.shape[1]
+    src_extra = src.new_zeros(0, d) if src_extra is None else src_extra
+    tgt_extra = tgt.new_zeros(0, d) if tgt_extra is None else tgt_extra
+    anchors = F.normalize(torch.cat([src, tgt]).float(), dim=-1)
+    cands = F.normalize(torch.cat([src, tgt, src_extra, tgt_extra]).float(), dim=-1)
+    logits = anchors @ cands.T / temperature  # (2N, 2N + Ms + Mt)
+    dev = logits.device
+    lang_a = torch.cat([torch.zeros(n, dtype=torch.bool, device=dev), torch.ones(n, dtype=torch.bool, device=dev)])
+    lang_c = torch.cat([lang_a, torch.zeros(src_extra.shape[0], dtype=torch.bool, device=dev),
+                        torch.ones(tgt_extra.shape[0], dtype=torch.bool, device=dev)])
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    idx = torch.arange(2 * n, device=dev)
+    mask[idx, idx] = True  # the anchor itself is never a candidate
+    if negatives == "weak":
+        mask |= lang_a[:, None] == lang_c[None, :]
+    logits = logits.masked_fill(mask, float("-inf"))
+    labels = torch.cat([idx[n:], idx[:n]])  # src i -> N + i, tgt i -> i
+    return F.cross_entropy(logits, labels)
+
+
+def sentence_infonce(
+    src_sent: torch.Tensor,
+    tgt_sent: torch.Tensor,
+    temperature: float = 0.1,
+    symmetric: bool = False,
+    detach_target: bool = False,
+) -> torch.Tensor:
+    """Sentence-level InfoNCE: each source sentence picks its translation in the batch.
+
+    ``logits = cos(src_sent[i], tgt_sent[j]) / tau`` (``(B, B)``), loss = cross-entropy with
+    the diagonal as labels (source -> target, as the reference). ``symmetric`` averages it
+    with the target -> source direction; ``detach_target`` stops gradients into the target
+    side (the reference's option to train one side only).
+    """
+    if src_sent.shape != tgt_sent.shape or src_sent.dim() != 2:
+        raise ValueError(f"src_sent {tuple(src_sent.shape)} and tgt_sent {tuple(tgt_sent.shape)} must both be (B, D)")
+    if detach_target:
+        tgt_sent = tgt_sent.detach()
+    s = F.normalize(src_sent.float(), dim=-1)
+    t = F.normalize(tgt_sent.float(), dim=-1)
+    logits = s @ t.T / temperature
+    labels = torch.arange(s.shape[0], device=s.device)
+    loss = F.cross_entropy(logits, labels)
+    if symmetric:
+        loss = (loss + F.cross_entropy(logits.T, labels)) / 2
+    return loss
+
+
+def l2_alignment(src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between aligned word vectors (mean over pairs AND dimensions,
+    i.e. ``torch.nn.functional.mse_loss``); 0 for no pairs."""
+    if src.shape != tgt.shape:
+        raise ValueError(f"src {tuple(src.shape)} and tgt {tuple(tgt.shape)} differ")
+    if src.numel() == 0:
+        return (src.sum() + tgt.sum()) * 0.0
+    return F.mse_loss(src.float(), tgt.float())
+
+
+def weight_regularisation(model: torch.nn.Module, initial_state: dict[str, torch.Tensor],
+                          names: Iterable[str] | None = None) -> torch.Tensor:
+    """``sum_names ||w - w_0||^2`` over the named parameters (default: all keys of
+    ``initial_state``). A name the model does not have is a ``KeyError``."""
+    model = getattr(model, "module", model)  # DDP/accelerate wrapper
+    params = dict(model.named_parameters())
+    total = None
+    for name in (initial_state.keys() if names is None else names):
+        if name not in params:
+            raise KeyError(f"weight_regularisation: the model has no parameter {name!r}")
+        p = params[name]
+        term = (p.float() - initial_state[name].to(p.device).float()).pow(2).sum()
+        total = term if total is None else total + term
+    if total is None:
+        return torch.zeros((), device=next(model.parameters()).device)
+    return total
+
+
+def _link_index(batch: Sequence[dict], counts: torch.Tensor, n_words: int):
+    """Flat word slots (row * W + word) of the usable links and of the unlinked words.
+
+    ``counts`` is ``(2B, W)`` from pool_subwords: rows ``0..B-1`` are sources, ``B..2B-1``
+    targets. Links to words that lost all their tokens (truncation) are dropped.
+    """
+    B = len(batch)
+    ok = (counts > 0).cpu()
+    src_idx, tgt_idx = [], []
+    linked = torch.zeros_like(ok)
+    for b, rec in enumerate(batch):
+        for i, j in rec["links"]:
+            if ok[b, i] and ok[B + b, j]:
+                src_idx.append(b * n_words + i)
+                tgt_idx.append((B + b) * n_words + j)
+                linked[b, i] = True
+                linked[B + b, j] = True
+    extra = (ok & ~linked)
+    extra_src = extra[:B].reshape(-1).nonzero(as_tuple=True)[0]
+    extra_tgt = extra[B:].reshape(-1).nonzero(as_tuple=True)[0] + B * n_words
+    return (torch.tensor(src_idx, dtype=torch.long), torch.tensor(tgt_idx, dtype=torch.long),
+            extra_src, extra_tgt)
+
+
+def realignment_loss(
+    model: torch.nn.Module,
+    tokenizer,
+    batch: Sequence[dict],
+    config: Any,
+    *,
+    initial_state: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The realignment loss of one batch of word-pair records, summed over the configured layers.
+
+    Args:
+        model: a HF model of a supported family (a base model, a task model — its head is
+            skipped via :func:`core.arch.base_model` — or an accelerate/DDP wrapper, which
+            is called as is so that gradients synchronise).
+        tokenizer: its fast tokenizer.
+        batch: records as read by :func:`realign.pairs.read_pairs`
+            (``{"id", "src", "tgt", "links"}``).
+        config: anything with the attributes of :class:`realign.config.RealignConfig`
+            used here: ``layers``, ``loss``, ``temperature``, ``negatives``, ``candidates``,
+            ``pooling``, ``max_length``, ``reg_weight``.
+        initial_state: parameter name -> initial value; with ``config.reg_weight > 0`` adds
+            ``reg_weight * weight_regularisation``.
+
+    Source and target sentences go through ONE forward pass (``2B`` rows). Words are pooled
+    from sub-words with ``config.pooling`` by :func:`core.pooling.pool_subwords`.
+    Returns ``(loss, parts)``; ``parts`` holds floats: ``"<loss>@<layer>"`` per layer,
+    ``"reg"`` when used, ``"links"`` (aligned pairs used) and ``"total"``.
+    """
+    B = len(batch)
+    if B == 0:
+        raise ValueError("realignment_loss: empty batch")
+    enc = encode_words(tokenizer, [r["src"] for r in batch] + [r["tgt"] for r in batch],
+                       max_length=config.max_length)
+    device = next(model.parameters()).device
+    enc = enc.to(device)
+    runner = base_model(model) if hasattr(model, "config") else model
+    out = runner(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True)
+    hs = out.hidden_states
+    layers = parse_layers(config.layers, len(hs) - 1)
+    stacked = torch.stack([hs[i] for i in layers])  # (nL, 2B, T, D)
+    parts: dict[str, float] = {}
+    total = None
+    if config.loss == "sentence_infonce":
+        m = enc.attention_mask.to(stacked.dtype)[None, :, :, None]
+        sent = (stacked * m).sum(2) / m.sum(2).clamp(min=1)  # mean over non-pad tokens
+        terms = [sentence_infonce(sent[k, :B], sent[k, B:], config.temperature) for k in range(len(layers))]
+        n_links = B
+    else:
+        W = max(enc.n_words)
+        words, counts = pool_subwords(stacked, enc.word_index, W, config.pooling)
+        flat = words.reshape(len(layers), 2 * B * W, -1)
+        si, ti, es, et = (t.to(device) for t in _link_index(batch, counts, W))
+        n_links = len(si)
+        terms = []
+        for k in range(len(layers)):
+            s, t = flat[k].index_select(0, si), flat[k].index_select(0, ti)
+            if config.loss == "l2":
+                terms.append(l2_alignment(s, t))
+            elif config.loss == "word_infonce":
+                extra = config.candidates == "all"
+                terms.append(word_infonce(
+                    s, t, config.temperature, config.negatives,
+                    flat[k].index_select(0, es) if extra else None,
+                    flat[k].index_select(0, et) if extra else None,
+                ))
+            else:
+                raise ValueError(f"unknown loss {config.loss!r}: expected word_infonce, sentence_infonce or l2")
+    for lay, term in zip(layers, terms):
+        parts[f"{config.loss}@{lay}"] = float(term.detach())
+        total = term if total is None else total + term
+    if getattr(config, "reg_weight", 0.0) > 0 and initial_state is not None:
+        reg = weight_regularisation(model, initial_state)
+        parts["reg"] = float(reg.detach())
+        total = total + config.reg_weight * reg
+    parts["links"] = float(n_links)
+    parts["total"] = float(total.detach())
+    return total, parts

@@ -1,0 +1,174 @@
+"""Word pairs from sentence-aligned text: extraction, JSONL reading and writing.
+
+One record per sentence pair (one JSON object per line)::
+
+    {"id": "n01001011", "src": ["The", "cat"], "tgt": ["Le", "chat"], "links": [[0, 0], [1, 1]]}
+
+``links`` are 0-based ``[source word, target word]`` indices. Every aligner's output is
+post-processed the same way: only one-to-one links are kept (a word with two or more
+links loses all of them) and links between identical strings (compared
+case-insensitively: numbers, names, punctuation) are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from core.io import atomic_write_text
+
+from .aligners import ALIGNERS, dictionary_links, eflomal_links, read_dictionary, similarity_links
+
+
+class WordPairs(TypedDict):
+    """One sentence pair with its word links."""
+
+    id: str
+    src: list[str]
+    tgt: list[str]
+    links: list[list[int]]
+
+
+def one_to_one(links: Iterable[tuple[int, int]], src: Sequence[str], tgt: Sequence[str]) -> list[list[int]]:
+    """Keep links whose two words have exactly one link each and differ as strings."""
+    links = set(links)
+    ci = Counter(i for i, _ in links)
+    cj = Counter(j for _, j in links)
+    return [[i, j] for i, j in sorted(links)
+            if ci[i] == 1 and cj[j] == 1 and src[i].casefold() != tgt[j].casefold()]
+
+
+def _check_record(obj: Any, where: str) -> WordPairs:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object {{\"id\", \"src\", \"tgt\", \"links\"}}, found {type(obj).__name__}")
+    missing = [k for k in ("id", "src", "tgt", "links") if k not in obj]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {missing}; expected id, src, tgt, links")
+    for side in ("src", "tgt"):
+        words = obj[side]
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+            raise ValueError(f"{where}: {side!r} must be a non-empty list of non-empty strings (words)")
+    links = obj["links"]
+    if not isinstance(links, list):
+        raise ValueError(f"{where}: 'links' must be a list of [source index, target index]")
+    ns, nt = len(obj["src"]), len(obj["tgt"])
+    for link in links:
+        if (not isinstance(link, list | tuple) or len(link) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in link)):
+            raise ValueError(f"{where}: bad link {link!r}: expected [source index, target index] (two integers)")
+        i, j = link
+        if not (0 <= i < ns and 0 <= j < nt):
+            raise ValueError(f"{where}: link {[i, j]} out of range: the pair has {ns} source and {nt} target words")
+    return WordPairs(id=str(obj["id"]), src=list(obj["src"]), tgt=list(obj["tgt"]),
+                     links=[[int(i), int(j)] for i, j in links])
+
+
+def read_pairs(path_or_paths: str | Path | Sequence[str | Path]) -> list[WordPairs]:
+    """Read one or several word-pair JSONL files (records concatenated in order).
+
+    Errors name ``file:line`` and what was expected (bad JSON, missing keys, links out of
+    range). A file without records is an error too.
+    """
+    paths = [path_or_paths] if isinstance(path_or_paths, str | Path) else list(path_or_paths)
+    if not paths:
+        raise ValueError("read_pairs: no files given")
+    out: list[WordPairs] = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such word-pair file")
+        n0 = len(out)
+        with open(p, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{p}:{n}: invalid JSON ({e.msg}); expected one object per line "
+                                     "like {\"id\": ..., \"src\": [...], \"tgt\": [...], \"links\": [[i, j], ...]}") from e
+                out.append(_check_record(obj, f"{p}:{n}"))
+        if len(out) == n0:
+            raise ValueError(f"{p}: no word-pair records (expected one JSON object per line)")
+    return out
+
+
+def write_pairs(path: str | Path, records: Iterable[WordPairs]) -> Path:
+    """Write records as JSONL, atomically (validated first)."""
+    lines = []
+    for k, r in enumerate(records):
+        rec = _check_record(dict(r), f"record {k}")
+        lines.append(json.dumps(rec, ensure_ascii=False))
+    return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def summarize(records: Sequence[WordPairs], n_input: int, aligner: str) -> dict:
+    """Pairs kept, links per sentence and coverage (share of words with a link)."""
+    n_links = sum(len(r["links"]) for r in records)
+    n_src = sum(len(r["src"]) for r in records)
+    n_tgt = sum(len(r["tgt"]) for r in records)
+    return {
+        "aligner": aligner,
+        "sentence_pairs": n_input,
+        "pairs_kept": len(records),
+        "links": n_links,
+        "links_per_sentence": n_links / len(records) if records else 0.0,
+        "src_coverage": n_links / n_src if n_src else 0.0,
+        "tgt_coverage": n_links / n_tgt if n_tgt else 0.0,
+    }
+
+
+def extract_pairs(
+    parallel_pairs: Sequence,
+    aligner: str,
+    dictionary: str | Path | dict[str, set[str]] | None = None,
+    model=None,
+    tokenizer=None,
+    layer: int = 8,
+    *,
+    pooling: str = "first",
+    threshold: float = 1e-3,
+    progress: bool = True,
+) -> tuple[list[WordPairs], dict]:
+    """Word links for parallel sentences.
+
+    Args:
+        parallel_pairs: :class:`core.parallel.ParallelPair` objects (or anything with
+            ``id``, ``src``, ``tgt``), e.g. from :func:`core.parallel.read_parallel`.
+        aligner: ``dictionary`` (needs ``dictionary``: a MUSE file or a loaded dict),
+            ``eflomal`` (forward + reverse, grow-diag-final-and), or ``similarity`` (needs
+            ``model`` and ``tokenizer``; ``layer`` 0..L, ``pooling``, ``threshold``).
+
+    Returns:
+        ``(records, summary)``: only sentence pairs with at least one link are kept;
+        see :func:`summarize`. No link at all is a ``ValueError``.
+    """
+    if aligner not in ALIGNERS:
+        raise ValueError(f"unknown aligner {aligner!r}: expected one of {', '.join(ALIGNERS)}")
+    pairs = list(parallel_pairs)
+    if not pairs:
+        raise ValueError("extract_pairs: no sentence pairs given")
+    sides = [(list(p.src), list(p.tgt)) for p in pairs]
+    if aligner == "dictionary":
+        if dictionary is None:
+            raise ValueError("the dictionary aligner needs a bilingual dictionary (--dictionary FILE, MUSE format)")
+        d = dictionary if isinstance(dictionary, dict) else read_dictionary(dictionary)
+        raw = [dictionary_links(s, t, d) for s, t in sides]
+    elif aligner == "eflomal":
+        raw = eflomal_links(sides)
+    else:
+        if model is None or tokenizer is None:
+            raise ValueError("the similarity aligner needs a model and its tokenizer (--model M --layer K)")
+        raw = similarity_links(sides, model, tokenizer, layer=layer, pooling=pooling, threshold=threshold,
+                               progress=progress)
+    records: list[WordPairs] = []
+    for p, (s, t), links in zip(pairs, sides, raw):
+        kept = one_to_one(links, s, t)
+        if kept:
+            records.append(WordPairs(id=str(p.id), src=s, tgt=t, links=kept))
+    if not records:
+        raise ValueError(f"the {aligner} aligner found no usable one-to-one links in {len(pairs)} sentence pairs "
+                         "(check the language direction of the dictionary and the input files)")
+    return records, summarize(records, len(pairs), aligner)

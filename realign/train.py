@@ -1,0 +1,292 @@
+"""The realignment training loop: explicit, top to bottom, on HF Accelerate.
+
+The same code runs on CPU, one GPU, or several GPUs/nodes (``accelerate launch -m
+alignfreeze.cli realign ...``; DDP/FSDP and bf16/fp16 come from the accelerate config or
+``--mixed-precision``). Reading order:
+
+1. read the word pairs, load model + tokenizer, check they belong together;
+2. hash the base weights (before anything changes), resolve and apply the freeze plan;
+3. Adam over the TRAINABLE parameters only (frozen ones never enter the optimizer), no
+   scheduler (as the reference);
+4. optionally restore the newest checkpoint (model, optimizer, RNG states, step, data
+   order) from ``OUT/checkpoints``;
+5. the loop: next batch in a seeded order, one forward for both sides, loss, backward, step;
+6. write ``OUT`` atomically: ``save_pretrained`` (safetensors) + tokenizer + manifest.json.
+
+Frozen prefix: frozen parameters have ``requires_grad=False``, so when the embeddings and
+the lowest blocks are all frozen (``front+emb``, ``emb,1-3``) no autograd graph is built
+for them at all: their activations are not kept and no backward runs through them. With
+the paper's ``front`` (embeddings trainable) the backward must still cross the frozen
+blocks to reach the embeddings, but computes no weight gradients there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from core.arch import num_layers, parse_layers
+from core.config import to_dict
+from core.io import atomic_dir, atomic_write_json
+from core.manifest import MANIFEST, base_weight_hash, data_file_entries, write_manifest
+
+from .config import RealignConfig
+from .freeze import apply_freeze, trainable_parameters
+from .losses import realignment_loss
+from .pairs import read_pairs
+
+CHECKPOINTS = "checkpoints"
+TRAINER_STATE = "trainer_state.json"
+# fields that may change between a run and its resumption (they do not change the result)
+RESUME_FREE = ("checkpoint_every", "keep_checkpoints")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of the vocabulary (token -> id), to tell whether two tokenizers are the same."""
+    import hashlib
+
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
+
+
+def check_vocabulary(model, tokenizer, model_name: str = "model") -> None:
+    """The tokenizer must produce ids the model can embed, and give word ids (fast)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{model_name}: the tokenizer is not a fast tokenizer; word_ids() are needed to pool words")
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ValueError(
+            f"{model_name}: the tokenizer has {len(tokenizer)} tokens but the model embeds only {rows}: "
+            "tokenizer and model do not belong together"
+        )
+
+
+def batch_indices(step: int, batch_size: int, n_records: int, seed: int) -> list[int]:
+    """Record indices of ``step``: consecutive slices of a stream of seeded epoch permutations.
+
+    A pure function of ``(step, seed)``, so a resumed run sees exactly the same batches.
+    """
+    start = step * batch_size
+    out: list[int] = []
+    while len(out) < batch_size:
+        epoch, pos = divmod(start + len(out), n_records)
+        perm = epoch_order(epoch, n_records, seed)
+        out.extend(perm[pos : pos + batch_size - len(out)].tolist())
+    return out
+
+
+def epoch_order(epoch: int, n_records: int, seed: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n_records)
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """Newest complete checkpoint under ``OUT/checkpoints`` (incomplete ones are temp dirs)."""
+    root = Path(out) / CHECKPOINTS
+    done = sorted(p for p in root.glob("step_*") if (p / TRAINER_STATE).is_file()) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def _trajectory_config(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in RESUME_FREE}
+
+
+def _save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> Path:
+    """model + optimizer + RNG states (accelerate) and our state, renamed into place when complete."""
+    root = out / CHECKPOINTS
+    name = f"step_{state['step']:08d}"
+    tmp = root / f".{name}.tmp"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / TRAINER_STATE, state)
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        old = sorted(p for p in root.glob("step_*") if p != final)
+        for p in old[: max(0, len(old) - (keep - 1))]:
+            shutil.rmtree(p, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return root / name
+
+
+def realign(
+    config: RealignConfig,
+    model=None,
+    tokenizer=None,
+    progress: bool = True,
+    *,
+    resume: bool = False,
+    callback: Callable[[int, dict], None] | None = None,
+) -> Path:
+    """Realign ``config.model`` on ``config.pairs``; returns the output folder.
+
+    Args:
+        config: the run (see :class:`realign.config.RealignConfig`).
+        model, tokenizer: an already loaded model/tokenizer (tests, notebooks); by default
+            both are loaded from ``config.model`` (a base model, no task head).
+        progress: tqdm bar with loss and pairs/s.
+        resume: continue from the newest checkpoint in ``OUT/checkpoints``; the result is
+            the same as an uninterrupted run (same weights on CPU). Without it, leftover
+            checkpoints of an unfinished run are an error (never silently overwritten).
+        callback: called as ``callback(step, parts)`` after every optimizer step (logging;
+            tests raise from it to simulate a crash).
+
+    Raises ``ValueError`` for finished output folders, mismatched tokenizers, freeze specs
+    that leave nothing to train below the realigned layers, or resuming with a different
+    config, data or tokenizer.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from core.models import load_model, load_tokenizer
+
+    config.validate()
+    t_start = time.perf_counter()
+    out = Path(config.out)
+    if (out / MANIFEST).is_file():
+        raise ValueError(f"{out}: already holds a finished realignment ({MANIFEST}); choose another --out")
+    ckpt = latest_checkpoint(out) if resume else None
+    if not resume and latest_checkpoint(out) is not None:
+        raise ValueError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue it, "
+                         "or remove the folder")
+
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    set_seed(config.seed)  # python, numpy, torch (and CUDA): dropout masks are reproducible
+
+    # 1. data, model, tokenizer
+    records = read_pairs(config.pairs)
+    data_files = data_file_entries(config.pairs)
+    if model is None:
+        model = load_model(config.model)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(config.model)
+    check_vocabulary(model, tokenizer, config.model)
+    model_type = model.config.model_type
+
+    # 2. base hash BEFORE any change, then freezing
+    base_hash = base_weight_hash(model)
+    plan = apply_freeze(model, config.freeze)
+    L = num_layers(model)
+    layers = parse_layers(config.layers, L)
+    trainable_layers = sorted(set(range(L + 1)) - set(plan.frozen_layers))
+    if not trainable_layers or min(trainable_layers) > max(layers):
+        raise ValueError(
+            f"freeze spec {config.freeze!r} freezes layers {list(plan.frozen_layers)}: nothing at or below the "
+            f"realigned layer(s) {list(layers)} can learn; realign a higher layer or freeze less"
+        )
+
+    # 3. optimizer over trainable parameters only (Adam, no scheduler, as the reference)
+    named = trainable_parameters(model)
+    lr = config.resolved_lr(model_type)
+    optimizer = torch.optim.Adam([p for _, p in named], lr=lr, betas=tuple(config.betas), eps=config.eps)
+    initial_state = {n: p.detach().clone() for n, p in named} if config.reg_weight > 0 else None
+    model.train(config.dropout)  # dropout on during realignment, as the reference
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    steps = config.steps or math.ceil(len(records) / config.batch_size)
+    tok_hash = tokenizer_fingerprint(tokenizer)
+    identity = {"config": _trajectory_config(to_dict(config)), "data_files": data_files,
+                "base_weight_hash": base_hash, "tokenizer": tok_hash}
+    state = {"step": 0, "history": [], "pairs_seen": 0, **identity}
+
+    # 4. resume: weights, Adam moments and RNG states via accelerate, step + data order from our state
+    if ckpt is not None:
+        saved = json.loads((ckpt / TRAINER_STATE).read_text())
+        diff = [k for k in identity if saved.get(k) != identity[k]]
+        if diff:
+            detail = ""
+            if "config" in diff:
+                a, b = saved["config"], identity["config"]
+                detail = " (config fields " + ", ".join(sorted(k for k in b if a.get(k) != b.get(k))) + ")"
+            raise ValueError(f"{ckpt}: cannot resume: {', '.join(diff)} differ from the checkpoint{detail}; "
+                             "resume with the same model, tokenizer, pairs files and config")
+        accelerator.load_state(str(ckpt))
+        state = saved
+        order_now = epoch_order(state["epoch"], len(records), config.seed).tolist()
+        if order_now != state["epoch_order"]:
+            raise ValueError(f"{ckpt}: the data order differs from the checkpoint's; the pairs files changed")
+
+    # 5. the loop
+    rank, world = accelerator.process_index, accelerator.num_processes
+    bar = tqdm(total=steps, initial=state["step"], desc="realign", unit="step",
+               disable=not (progress and accelerator.is_local_main_process))
+    t_loop, pairs_loop = time.perf_counter(), 0
+    for step in range(state["step"], steps):
+        idx = batch_indices(step, config.batch_size, len(records), config.seed)
+        batch = [records[i] for i in idx[rank::world]]  # each process its share of the global batch
+        with accelerator.autocast():
+            loss, parts = realignment_loss(model, tokenizer, batch, config, initial_state=initial_state)
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # frees the grads between steps
+
+        pairs_loop += len(idx)
+        state["step"] = step + 1
+        state["pairs_seen"] += len(idx)
+        state["history"] = (state["history"] + [parts])[-50:]
+        rate = pairs_loop / max(time.perf_counter() - t_loop, 1e-9)
+        bar.set_postfix(loss=f"{parts['total']:.4f}", pairs_s=f"{rate:.1f}")
+        bar.update(1)
+        if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 and state["step"] < steps:
+            epoch = (state["step"] * config.batch_size) // len(records)
+            state["epoch"] = epoch
+            state["epoch_order"] = epoch_order(epoch, len(records), config.seed).tolist()
+            _save_checkpoint(accelerator, out, state, config.keep_checkpoints)
+        if callback is not None:
+            callback(state["step"], parts)
+    bar.close()
+
+    # 6. final output, atomically (main process only)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        final.eval()
+        for p in final.parameters():  # everything is unfrozen again for fine-tuning
+            p.requires_grad_(True)
+        last = state["history"][-10:]
+        keys = sorted({k for h in last for k in h})
+        final_losses = {k: float(np.mean([h[k] for h in last if k in h])) for k in keys}
+        manifest = {
+            "kind": "realign",
+            "config": to_dict(config),
+            "base_model": {"name": config.model, "weight_hash": base_hash, "model_type": model_type},
+            "frozen_layers": list(plan.frozen_layers),
+            "frozen_parameters": list(plan.frozen_parameter_names),
+            "realigned_layers": list(layers),
+            "pooling": config.pooling,
+            "lr": lr,
+            "data_files": data_files,
+            "n_records": len(records),
+            "seed": config.seed,
+            "steps": steps,
+            "pairs_seen": state["pairs_seen"],
+            "resumed_from": str(ckpt) if ckpt is not None else None,
+            "tokenizer_fingerprint": tok_hash,
+            "wall_time_s": time.perf_counter() - t_start,
+            "final_losses": final_losses,
+            "final_losses_window": len(last),
+            "processes": world,
+            "mixed_precision": config.mixed_precision,
+        }
+        with atomic_dir(out) as tmp:
+            final.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_manifest(tmp, manifest)
+            if (out / CHECKPOINTS).is_dir():  # keep the checkpoints (drift across training)
+                os.replace(out / CHECKPOINTS, tmp / CHECKPOINTS)
+    accelerator.wait_for_everyone()
+    return out
+
