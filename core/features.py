@@ -207,25 +207,22 @@ class WordFeatureExtractor:
         items, n_windowed = self._windows(token_lists) if n_tok else ([], 0)
         # longest first: less padding, and an out-of-memory shows up at once
         items.sort(key=lambda it: -(it[2] - it[1]))
-        D = None
         tok_feats: np.ndarray | None = None
         tok_valid = np.zeros(n_tok, dtype=bool)
         for k in range(0, len(items), self.batch_size):
             chunk = items[k : k + self.batch_size]
-            enc = encode_words(self.tokenizer, [token_lists[s][a:b] for s, a, b in chunk])
-            words, counts = self.hidden_words(enc)
-            if tok_feats is None:
-                D = words.shape[-1]
-                tok_feats = np.zeros((len(self.layers), n_tok, D), dtype=np.float32)
-            # rows of this batch -> global token rows, all layers at once
+            enc = encode_words(self.tokenizer, [token_lists[s][a:b] for s, a, b in chunk]).to(self.device)
+            hs = self.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                            output_hidden_states=True).hidden_states
+            # rows of this batch -> global token rows (the words of a window are contiguous)
             dest = np.concatenate([tok_off[s] + np.arange(a, b) for s, a, b in chunk])
-            lens = [b - a for s, a, b in chunk]
-            W = words.shape[2]
-            src = np.concatenate([r * W + np.arange(n) for r, n in enumerate(lens)])
-            flat = words.reshape(len(self.layers), -1, words.shape[-1])
-            src_t = torch.from_numpy(src).to(flat.device)
-            tok_feats[:, dest] = flat.index_select(1, src_t).float().cpu().numpy()
-            tok_valid[dest] = (counts.reshape(-1).index_select(0, src_t) > 0).cpu().numpy()
+            for i, layer in enumerate(self.layers):
+                # one layer at a time: no stacked copy of all hidden states
+                words, counts = pool_subwords(hs[layer], enc.word_index, enc.n_words, self.pooling, flat=True)
+                if tok_feats is None:
+                    tok_feats = np.zeros((len(self.layers), n_tok, words.shape[-1]), dtype=np.float32)
+                tok_feats[i, dest] = words.float().cpu().numpy()
+            tok_valid[dest] = (counts > 0).cpu().numpy()
             if bar is not None:
                 bar.update(len({s for s, _, _ in chunk}))
         # syntactic words: gather the surface token that carries each word
@@ -237,12 +234,17 @@ class WordFeatureExtractor:
         g = np.concatenate(gather) if gather else np.zeros(0, dtype=np.int64)
         if tok_feats is None:
             tok_feats = np.zeros((len(self.layers), 0, 0), dtype=np.float32)
-        feats = {layer: tok_feats[i][g] for i, layer in enumerate(self.layers)}
-        valid = tok_valid[g]
+        if len(g) == n_tok and bool((g == np.arange(n_tok)).all()):
+            # no multiword tokens: words are the tokens, keep views instead of copies
+            feats = {layer: tok_feats[i] for i, layer in enumerate(self.layers)}
+            valid = tok_valid
+        else:
+            feats = {layer: tok_feats[i][g] for i, layer in enumerate(self.layers)}
+            valid = tok_valid[g]
         stats = {"sentences": len(sents), "words": len(g), "windowed": n_windowed, "lost_words": int((~valid).sum())}
         return WordFeatures(self.layers, feats, np.asarray(w_off, dtype=np.int64), valid, self.pooling, stats)
 
-    def iter_chunks(self, sentences, chunk_sentences: int = 2048, total: int | None = None) -> Iterator[WordFeatures]:
+    def iter_chunks(self, sentences, chunk_sentences: int = 1024, total: int | None = None) -> Iterator[WordFeatures]:
         """Yield :class:`WordFeatures` for consecutive chunks of an iterable of sentences."""
         if total is None and hasattr(sentences, "__len__"):
             total = len(sentences)
@@ -267,7 +269,7 @@ class WordFeatureExtractor:
         return parts[0]
 
     def extract_to_disk(
-        self, sentences, out_dir: str | Path, *, dtype: str = "float16", chunk_sentences: int = 2048,
+        self, sentences, out_dir: str | Path, *, dtype: str = "float16", chunk_sentences: int = 1024,
         meta: dict | None = None,
     ) -> ShardedFeatures:
         """Stream features to ``out_dir`` as safetensors shards (one per chunk), atomically."""

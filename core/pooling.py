@@ -15,7 +15,12 @@ POOLING_METHODS = ("first", "mean", "last", "sum")
 
 
 def pool_subwords(
-    hidden: torch.Tensor, word_index: torch.Tensor, n_words: int, method: str = "first"
+    hidden: torch.Tensor,
+    word_index: torch.Tensor,
+    n_words: int | list[int],
+    method: str = "first",
+    *,
+    flat: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pool sub-word vectors into word vectors.
 
@@ -25,6 +30,10 @@ def pool_subwords(
             Tokens of one word must be contiguous (true for every HF fast tokenizer).
         n_words: W, the number of word slots per row (>= max word index + 1).
         method: ``first`` | ``mean`` | ``last`` | ``sum``.
+
+        flat: with ``n_words`` a list of per-row word counts, return the words of all rows
+            concatenated, ``(..., sum(n_words), D)`` and ``(sum(n_words),)`` counts — no
+            padding slots (what feature extraction stores).
 
     Returns:
         ``(..., B, W, D)`` word vectors (zeros for empty slots) and ``(B, W)`` sub-word
@@ -40,12 +49,24 @@ def pool_subwords(
     B, T = word_index.shape
     D = hidden.shape[-1]
     lead = hidden.shape[:-3]
-    if word_index.numel() and int(word_index.max()) >= n_words:
+    valid = word_index >= 0
+    if flat:
+        per_row = torch.as_tensor(n_words if not isinstance(n_words, int) else [n_words] * B,
+                                  device=word_index.device, dtype=torch.long)
+        if per_row.numel() != B:
+            raise ValueError(f"flat pooling needs one word count per row: got {per_row.numel()} for {B} rows")
+        start = torch.cumsum(per_row, 0) - per_row  # first output row of each sentence
+        limit, n_slots = per_row.unsqueeze(1), int(per_row.sum())
+        row_base = start.unsqueeze(1)
+    else:
+        if not isinstance(n_words, int):
+            raise ValueError("n_words must be an int unless flat=True")
+        limit, n_slots = n_words, B * n_words
+        row_base = torch.arange(B, device=word_index.device).unsqueeze(1) * n_words
+    if word_index.numel() and bool((word_index >= limit).any()):
         raise ValueError(f"word index {int(word_index.max())} >= n_words {n_words}")
     flat_h = hidden.reshape(*lead, B * T, D)
-    valid = word_index >= 0
-    rows = torch.arange(B, device=word_index.device).unsqueeze(1).expand(B, T)
-    target = (rows * n_words + word_index).reshape(-1)  # slot of each token
+    target = (row_base + word_index).reshape(-1)  # output slot of each token
     valid_f = valid.reshape(-1)
 
     if method in ("first", "last"):
@@ -61,14 +82,18 @@ def pool_subwords(
     else:
         pos = valid_f.nonzero(as_tuple=True)[0]
     tgt = target[pos]
-    out = hidden.new_zeros(*lead, B * n_words, D)
     src = flat_h.index_select(-2, pos)
-    if method in ("first", "last"):
-        out = out.index_copy(-2, tgt, src)
+    tok_t = target[valid_f]
+    counts = torch.zeros(n_slots, device=hidden.device, dtype=torch.long)
+    counts.index_add_(0, tok_t, torch.ones_like(tok_t))
+    if method in ("first", "last") and flat and tgt.numel() == n_slots:
+        out = src  # every word has a token and rows are in order: no scatter needed
+    elif method in ("first", "last"):
+        out = hidden.new_zeros(*lead, n_slots, D).index_copy(-2, tgt, src)
     else:
-        out = out.index_add(-2, tgt, src)
-    counts = torch.zeros(B * n_words, device=hidden.device, dtype=hidden.dtype)
-    counts.index_add_(0, target[valid_f.nonzero(as_tuple=True)[0]], torch.ones_like(target[valid_f], dtype=hidden.dtype))
-    if method == "mean":
-        out = out / counts.clamp(min=1).unsqueeze(-1)
-    return out.reshape(*lead, B, n_words, D), counts.reshape(B, n_words).long()
+        out = hidden.new_zeros(*lead, n_slots, D).index_add(-2, tgt, src)
+        if method == "mean":
+            out = out / counts.clamp(min=1).to(hidden.dtype).unsqueeze(-1)
+    if flat:
+        return out, counts
+    return out.reshape(*lead, B, n_words, D), counts.reshape(B, n_words)

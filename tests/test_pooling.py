@@ -63,3 +63,18 @@ def test_bad_arguments():
         pool_subwords(H, WI[:, :5], 3)
     with pytest.raises(ValueError, match="word index 2 >= n_words 2"):
         pool_subwords(H, WI, 2)
+
+
+@pytest.mark.parametrize("method", ["first", "mean", "last", "sum"])
+def test_flat_layout_equals_padded_layout(method):
+    hid = torch.randn(2, 3, 7, 4)
+    wi = torch.tensor([[-1, 0, 0, 1, 2, -1, -1], [-1, 0, 1, 1, 1, 2, 3], [-1, 0, -1, -1, -1, -1, -1]])
+    n = [3, 4, 1]
+    padded, pc = pool_subwords(hid, wi, 4, method)
+    flat, fc = pool_subwords(hid, wi, n, method, flat=True)
+    rows = torch.cat([padded[:, r, : n[r]] for r in range(3)], dim=1)
+    torch.testing.assert_close(flat, rows)
+    assert fc.tolist() == [2, 1, 1, 1, 3, 1, 1, 1]
+    # a word with no token (row 0 claims 4 words) stays zero with count 0
+    flat4, c4 = pool_subwords(hid, wi, [4, 4, 1], method, flat=True)
+    assert c4[3] == 0 and not flat4[:, 3].any()

@@ -12,7 +12,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="tokens per window (default: model max)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="storage dtype")
-    p.add_argument("--chunk-sentences", type=int, default=2048, help="sentences per shard (bounds memory)")
+    p.add_argument("--chunk-sentences", type=int, default=1024, help="sentences per shard (bounds memory)")
     p.add_argument("--offline", action="store_true", help="never contact the hub")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.set_defaults(func=run)
