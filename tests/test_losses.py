@@ -19,6 +19,15 @@ from realign.losses import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread (and do not fight parallel test workers)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _cos(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
@@ -104,7 +113,7 @@ def test_l2_and_regularisation():
     assert float(l2_alignment(torch.tensor(SRC), torch.tensor(TGT))) == pytest.approx(((SRC - TGT) ** 2).mean())
     lin = torch.nn.Linear(2, 1)
     init = {n: p.detach().clone() for n, p in lin.named_parameters()}
-    assert float(weight_regularisation(lin, init)) == 0.0
+    assert float(weight_regularisation(lin, init).detach()) == 0.0
     with torch.no_grad():
         lin.weight += torch.tensor([[1.0, 2.0]])
     assert float(weight_regularisation(lin, init)) == pytest.approx(5.0)

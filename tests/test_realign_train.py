@@ -1,0 +1,218 @@
+"""The realignment loop: freezing is exact, resume is exact, bad input is a clear error; CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from alignfreeze.cli import main
+from core.arch import layer_parameter_names
+from core.manifest import base_weight_hash, read_manifest
+from realign.config import RealignConfig, default_lr
+from realign.freeze import resolve_freeze
+from realign.pairs import extract_pairs, write_pairs
+from realign.train import CHECKPOINTS, latest_checkpoint, realign
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread (and do not fight parallel test workers)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+FAMILIES = ("bert", "xlm-roberta", "distilbert", "gpt2", "llama", "qwen2")
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    from core import FIXTURES
+    from core.parallel import read_parallel
+
+    pp = read_parallel(FIXTURES / "en_demo-ud-test.conllu", FIXTURES / "fr_demo-ud-test.conllu")
+    records, _ = extract_pairs(pp, "dictionary", dictionary=FIXTURES / "en-fr.txt")
+    path = tmp_path_factory.mktemp("pairs") / "en-fr.jsonl"
+    write_pairs(path, records)
+    return path
+
+
+def _cfg(tmp_path, pairs_file, **kw):
+    base = dict(model="tiny", pairs=(str(pairs_file),), out=str(tmp_path / "out"), steps=2, batch_size=4,
+                lr=1e-3, seed=7)
+    base.update(kw)
+    return RealignConfig(**base)
+
+
+def _state(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("spec", ["none", "front", "back", "front+emb"])
+def test_frozen_bit_identical_trainable_changed(tiny_models, tmp_path, pairs_file, family, spec):
+    base, tok = tiny_models(family)
+    model = copy.deepcopy(base)
+    before = _state(model)
+    plan = resolve_freeze(model, spec)
+    realign(_cfg(tmp_path, pairs_file, freeze=spec), model, tok, progress=False)
+    frozen = set(plan.frozen_parameter_names)
+    in_layers = {n for names in layer_parameter_names(model).values() for n in names}
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, before[name]), f"{family}/{spec}: frozen {name} changed"
+        elif name in in_layers and not name.endswith(("key.bias", "k_lin.bias")):
+            # (a key bias shifts every attention logit of a query equally: softmax ignores it, zero gradient)
+            assert not torch.equal(p, before[name]), f"{family}/{spec}: trainable {name} did not change"
+    saved = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert saved["frozen_parameters"] == list(plan.frozen_parameter_names)
+    assert saved["frozen_layers"] == list(plan.frozen_layers)
+
+
+def test_manifest_and_saved_model(tiny_models, tmp_path, pairs_file):
+    from transformers import AutoModel
+
+    from core.io import file_sha256
+
+    base, tok = tiny_models("bert")
+    model = copy.deepcopy(base)
+    expected_hash = base_weight_hash(model)
+    out = realign(_cfg(tmp_path, pairs_file, freeze="emb,1"), model, tok, progress=False)
+    m = read_manifest(out)
+    assert m["kind"] == "realign"
+    assert m["base_model"] == {"name": "tiny", "weight_hash": expected_hash, "model_type": "bert"}
+    assert m["data_files"] == [{"path": str(pairs_file), "sha256": file_sha256(pairs_file)}]
+    assert m["pooling"] == "first" and m["seed"] == 7 and m["frozen_layers"] == [0, 1]
+    assert m["config"]["freeze"] == "emb,1" and m["steps"] == 2
+    assert set(m["final_losses"]) >= {"word_infonce@2", "total", "links"}
+    assert m["wall_time_s"] > 0 and "packages" in m["environment"]
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    reloaded = AutoModel.from_pretrained(out, add_pooling_layer=False)
+    for (n, p), (_, q) in zip(model.named_parameters(), reloaded.named_parameters()):
+        assert torch.equal(p, q), n
+    # a finished folder is never silently overwritten
+    with pytest.raises(ValueError, match="already holds a finished"):
+        realign(_cfg(tmp_path, pairs_file), copy.deepcopy(base), tok, progress=False)
+
+
+def test_default_lr_by_family():
+    assert default_lr("bert") == 2e-5 and default_lr("distilbert") == 2e-5
+    assert default_lr("xlm-roberta") == 7.5e-6
+    cfg = RealignConfig(model="m", pairs=("p",), out="o")
+    assert cfg.resolved_lr("xlm-roberta") == 7.5e-6 and cfg.batch_size == 16 and cfg.max_length == 96
+    assert cfg.temperature == 0.1 and cfg.negatives == "strong" and cfg.layers == "last" and cfg.pooling == "first"
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_gives_the_same_weights(tiny_models, tmp_path, pairs_file):
+    base, tok = tiny_models("xlm-roberta")
+    kw = dict(steps=6, checkpoint_every=2, freeze="front", dropout=True)
+
+    ref = copy.deepcopy(base)
+    realign(_cfg(tmp_path / "a", pairs_file, **kw), ref, tok, progress=False)
+
+    def crash(step, parts):
+        if step == 5:  # step 5 is lost: the newest checkpoint is step 4
+            raise Crash
+
+    cfg = _cfg(tmp_path / "b", pairs_file, **kw)
+    with pytest.raises(Crash):
+        realign(cfg, copy.deepcopy(base), tok, progress=False, callback=crash)
+    assert latest_checkpoint(cfg.out).name == "step_00000004"
+    # without --resume, leftover checkpoints are an error
+    with pytest.raises(ValueError, match="--resume"):
+        realign(cfg, copy.deepcopy(base), tok, progress=False)
+    torch.manual_seed(12345)  # a different global RNG state: resume must restore its own
+    resumed = copy.deepcopy(base)
+    out = realign(cfg, resumed, tok, progress=False, resume=True)
+    for (n, p), (_, q) in zip(ref.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(p, q), f"{n} differs after resume"
+    m = read_manifest(out)
+    assert m["resumed_from"].endswith("step_00000004") and m["pairs_seen"] == 6 * 4
+    assert (out / CHECKPOINTS / "step_00000004").is_dir()
+
+
+def test_resume_refuses_a_different_config_or_tokenizer(tiny_models, tmp_path, pairs_file):
+    base, tok = tiny_models("bert")
+    cfg = _cfg(tmp_path, pairs_file, steps=4, checkpoint_every=2)
+
+    def crash(step, parts):
+        if step == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        realign(cfg, copy.deepcopy(base), tok, progress=False, callback=crash)
+    with pytest.raises(ValueError, match=r"config fields lr"):
+        realign(_cfg(tmp_path, pairs_file, steps=4, checkpoint_every=2, lr=5e-4), copy.deepcopy(base), tok,
+                progress=False, resume=True)
+    from core.tiny import train_tokenizer
+
+    other_tok = train_tokenizer(["completely different words here"] * 20, "bert", vocab_size=len(tok))
+    with pytest.raises(ValueError, match="tokenizer"):
+        realign(cfg, copy.deepcopy(base), other_tok, progress=False, resume=True)
+
+
+def test_tokenizer_larger_than_embeddings_is_an_error(tiny_models, tmp_path, pairs_file):
+    from core.tiny import fixture_texts, train_tokenizer
+
+    base, _ = tiny_models("bert")
+    big = train_tokenizer(fixture_texts() * 3, "bert", vocab_size=1000)
+    assert len(big) > base.config.vocab_size
+    with pytest.raises(ValueError, match="do not belong together"):
+        realign(_cfg(tmp_path, pairs_file), copy.deepcopy(base), big, progress=False)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(freeze="emb,1-5"), r"0\.\.2"),
+    (dict(layers="9"), r"0\.\.2"),
+    (dict(freeze="front+emb", layers="1"), "nothing at or below"),
+    (dict(loss="cosine"), "loss="),
+    (dict(pairs=()), "at least one"),
+])
+def test_bad_settings(tiny_models, tmp_path, pairs_file, kw, match):
+    base, tok = tiny_models("bert")
+    with pytest.raises(ValueError, match=match):
+        realign(_cfg(tmp_path, pairs_file, **kw), copy.deepcopy(base), tok, progress=False)
+
+
+def test_bad_pairs_file_names_file_and_line(tiny_models, tmp_path, pairs_file):
+    bad = tmp_path / "bad.jsonl"
+    lines = pairs_file.read_text().splitlines()
+    bad.write_text(lines[0] + "\n" + '{"id": 1, "src": ["a"], "tgt": ["b"], "links": [[0, 3]]}\n')
+    base, tok = tiny_models("bert")
+    with pytest.raises(ValueError, match=rf"{bad}:2: link \[0, 3\] out of range"):
+        realign(_cfg(tmp_path, bad), copy.deepcopy(base), tok, progress=False)
+
+
+def test_cli_pairs_and_realign(tiny_models, tmp_path, capsys):
+    from core import FIXTURES
+
+    base, tok = tiny_models("distilbert")
+    model_dir = tmp_path / "tiny-distilbert"
+    base.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    pairs = tmp_path / "p.jsonl"
+    rc = main(["pairs", "--src", str(FIXTURES / "en_demo-ud-test.conllu"), "--tgt",
+               str(FIXTURES / "fr_demo-ud-test.conllu"), "--aligner", "similarity", "--model", str(model_dir),
+               "--layer", "2", "--out", str(pairs)])
+    assert rc == 0 and pairs.is_file()
+    assert "sentence pairs kept" in capsys.readouterr().out
+    out = tmp_path / "realigned"
+    rc = main(["realign", "--model", str(model_dir), "--pairs", str(pairs), "--freeze", "front", "--steps", "2",
+               "--batch-size", "4", "--seed", "3", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    m = read_manifest(out)
+    assert m["config"]["seed"] == 3 and m["frozen_layers"] == [1] and m["lr"] == 2e-5
+    # errors are messages with exit code 2
+    rc = main(["pairs", "--src", str(FIXTURES / "en_demo-ud-test.conllu"), "--tgt",
+               str(FIXTURES / "fr_demo-ud-test.conllu"), "--aligner", "dictionary", "--out", str(pairs)])
+    assert rc == 2 and "--dictionary" in capsys.readouterr().err
+    rc = main(["realign", "--model", str(model_dir), "--pairs", str(pairs), "--freeze", "0-7", "--out",
+               str(tmp_path / "x"), "--no-progress"])
+    assert rc == 2 and "0..2" in capsys.readouterr().err
