@@ -1,0 +1,243 @@
+"""Zero-shot evaluation into a tidy table: UPOS accuracy per treebank, XNLI when reachable.
+
+UPOS: accuracy over SYNTACTIC words (the UD convention; multiword-token ranges and
+empty nodes are not words). Each word takes the prediction of the surface token that
+carries it (see :mod:`realign.finetune` for the multiword-token rule and its effect);
+token logits are pooled to words with :func:`core.pooling.pool_subwords` using the
+manifest's ``prediction_pooling`` (``first`` by default), so padding and special tokens
+never reach a prediction. A word that no sub-word reached (a tokenizer that drops a
+character) counts as wrong, never silently skipped. Long sentences are split into
+windows at word boundaries, never truncated.
+
+Rows: ``model, lang, task, metric, value, n_words, file`` (for XNLI ``n_words`` holds
+the number of scored examples and ``file`` the dataset split).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.conllu import UPOS_TAGS, Sentence
+
+COLUMNS = ("model", "lang", "task", "metric", "value", "n_words", "file")
+XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+XNLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+class HubUnavailable(RuntimeError):
+    """The HuggingFace hub cannot be reached (offline mode or no network)."""
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def upos_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str | None]]) -> tuple[int, int]:
+    """``(correct, total)`` over words; ``None`` predictions are wrong. Sentence and word
+    counts must match (a mismatch is a ``ValueError`` naming the sentence)."""
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
+    correct = total = 0
+    for s, (g, p) in enumerate(zip(gold, pred)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {s}: {len(g)} gold words but {len(p)} predictions")
+        total += len(g)
+        correct += sum(a == b for a, b in zip(g, p))
+    return correct, total
+
+
+def label_names(model) -> tuple[str, ...]:
+    """The model's output labels in id order; generic ``LABEL_i`` names of a 17-way head
+    are read as :data:`core.conllu.UPOS_TAGS` (our own fine-tuning always names them)."""
+    id2label = getattr(model.config, "id2label", None) or {}
+    names = tuple(str(id2label[i]) for i in sorted(id2label, key=int))
+    if names and all(n.startswith("LABEL_") for n in names) and len(names) == len(UPOS_TAGS):
+        return UPOS_TAGS
+    unknown = [n for n in names if n not in UPOS_TAGS]
+    if not names or unknown:
+        raise ValueError(f"the model's labels {list(names)[:5]}... are not UD UPOS tags "
+                         f"(unknown: {unknown[:5]}); evaluate a model fine-tuned with `alignfreeze finetune`")
+    return names
+
+
+def predict_upos(model, tokenizer, sentences: Sequence[Sentence], *, batch_size: int = 32,
+                 max_length: int | None = None, pooling: str = "first", progress: bool = False) -> list[list[str | None]]:
+    """UPOS prediction for every syntactic word of every sentence (``None``: no sub-word)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from core.features import encode_words, model_max_length, split_windows
+    from core.pooling import pool_subwords
+
+    labels = label_names(model)
+    max_length = max_length or model_max_length(model, tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    device = next(model.parameters()).device
+    token_lists = [list(s.tokens) for s in sentences]
+    token_pred: list[list[str | None]] = [[None] * len(t) for t in token_lists]
+    items = []  # (sentence, start, end) windows
+    enc = tokenizer(token_lists, is_split_into_words=True, add_special_tokens=True) if token_lists else None
+    for s, toks in enumerate(token_lists):
+        if len(enc["input_ids"][s]) <= max_length:
+            items.append((s, 0, len(toks)))
+        else:
+            items.extend((s, a, b) for a, b in split_windows(tokenizer, toks, max_length))
+    items.sort(key=lambda it: -(it[2] - it[1]))  # less padding
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for k in tqdm(range(0, len(items), batch_size), desc="predict", unit="batch", disable=not progress):
+                chunk = items[k : k + batch_size]
+                batch = encode_words(tokenizer, [token_lists[s][a:b] for s, a, b in chunk]).to(device)
+                logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+                words, counts = pool_subwords(logits.float(), batch.word_index, max(batch.n_words), pooling)
+                best = words.argmax(-1).cpu().tolist()
+                counts = counts.cpu().tolist()
+                for r, (s, a, b) in enumerate(chunk):
+                    for w in range(b - a):
+                        token_pred[s][a + w] = labels[best[r][w]] if counts[r][w] > 0 else None
+    finally:
+        model.train(was_training)
+    return [[token_pred[i][t] for t in sent.word_to_token] for i, sent in enumerate(sentences)]
+
+
+# ----------------------------------------------------------------------------- XNLI
+
+def hub_offline() -> bool:
+    from core.models import is_offline
+
+    return is_offline() or str(__import__("os").environ.get("HF_DATASETS_OFFLINE", "0")) not in ("0", "", "false")
+
+
+def load_xnli(lang: str, split: str = "test"):
+    """The XNLI split of ``lang`` from the HF hub; :class:`HubUnavailable` when offline or
+    unreachable (never a crash deep inside ``datasets``)."""
+    if lang not in XNLI_LANGS:
+        raise ValueError(f"XNLI has no language {lang!r}: expected one of {', '.join(XNLI_LANGS)}")
+    if hub_offline():
+        raise HubUnavailable("the HuggingFace hub is switched off (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE=1)")
+    try:
+        from datasets import load_dataset
+
+        return load_dataset("xnli", lang, split=split)
+    except (ConnectionError, OSError, TimeoutError) as e:
+        raise HubUnavailable(f"the HuggingFace hub is unreachable ({type(e).__name__}: {e})") from e
+
+
+def xnli_accuracy(model, tokenizer, dataset, *, batch_size: int = 32, max_length: int = 128) -> tuple[int, int]:
+    """``(correct, total)`` of a 3-way sequence-classification model on XNLI examples
+    (``premise``, ``hypothesis``, ``label`` in entailment/neutral/contradiction order)."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    correct = total = 0
+    with torch.no_grad():
+        for k in range(0, len(dataset), batch_size):
+            rows = dataset[k : k + batch_size]
+            enc = tokenizer(rows["premise"], rows["hypothesis"], truncation=True, max_length=max_length,
+                            padding=True, return_tensors="pt").to(device)
+            pred = model(**enc).logits.argmax(-1).cpu()
+            gold = torch.as_tensor(rows["label"])
+            correct += int((pred == gold).sum())
+            total += len(gold)
+    return correct, total
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def _load(model_or_dir, tokenizer, task: str):
+    from core.manifest import read_manifest
+    from core.models import load_model, load_tokenizer
+
+    if isinstance(model_or_dir, str | Path):
+        name = str(model_or_dir)
+        manifest = read_manifest(name) if Path(name).is_dir() else None
+        hf_task = "token-classification" if task == "upos" else "sequence-classification"
+        if hf_task == "token-classification":
+            model = load_model(name, task=hf_task)
+        else:
+            from transformers import AutoModelForSequenceClassification
+
+            from core.models import is_offline, resolve_model_path
+
+            model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(name),
+                                                                       local_files_only=is_offline())
+        return model, tokenizer or load_tokenizer(name), name, manifest
+    if tokenizer is None:
+        raise ValueError("evaluate: pass the tokenizer together with a loaded model")
+    return model_or_dir, tokenizer, getattr(model_or_dir.config, "_name_or_path", "") or "model", None
+
+
+def evaluate(
+    model,
+    treebanks: Sequence[str | Path] = (),
+    *,
+    tokenizer=None,
+    tasks: Sequence[str] = ("upos",),
+    xnli_langs: Sequence[str] = (),
+    model_name: str | None = None,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    progress: bool = True,
+):
+    """Zero-shot evaluation of a fine-tuned model; returns a tidy ``pandas.DataFrame``.
+
+    Args:
+        model: a fine-tuned checkpoint folder (with its manifest) or name, or a loaded
+            token-classification model (then pass ``tokenizer``).
+        treebanks: CoNLL-U files, globs or UD folders; one row per file, language from
+            the file name (``fr_pud-ud-test.conllu`` -> ``fr``).
+        tasks: ``upos`` and/or ``xnli``. XNLI needs a 3-way sequence-classification
+            model and the hub; when the hub is unreachable it is skipped with a message on
+            stderr and recorded in ``df.attrs["skipped"]`` (not an error).
+        xnli_langs: XNLI languages (default: all 15).
+        model_name: the ``model`` column (default: the folder or name).
+        batch_size, max_length: prediction batches; windows of at most ``max_length``.
+
+    Rows: ``model, lang, task="upos", metric="accuracy", value, n_words, file``.
+    """
+    import pandas as pd
+
+    from core.conllu import find_treebanks, read_conllu, treebank_lang
+
+    unknown = [t for t in tasks if t not in ("upos", "xnli")]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}: expected upos and/or xnli")
+    rows: list[dict] = []
+    skipped: list[str] = []
+    if "upos" in tasks:
+        files = [f for spec in treebanks for f in find_treebanks(spec)]
+        if not files:
+            raise ValueError("evaluate: no treebank given for the upos task")
+        m, tok, name, manifest = _load(model, tokenizer, "upos")
+        pooling = (manifest or {}).get("prediction_pooling", "first")
+        for f in files:
+            sents = list(read_conllu(f))
+            pred = predict_upos(m, tok, sents, batch_size=batch_size, max_length=max_length, pooling=pooling,
+                                progress=progress)
+            correct, total = upos_accuracy([s.upos for s in sents], pred)
+            rows.append({"model": model_name or name, "lang": treebank_lang(f), "task": "upos",
+                         "metric": "accuracy", "value": correct / total if total else float("nan"),
+                         "n_words": total, "file": str(f)})
+    if "xnli" in tasks:
+        langs = list(xnli_langs) or list(XNLI_LANGS)
+        try:
+            data = {lang: load_xnli(lang) for lang in langs}
+        except HubUnavailable as e:
+            msg = f"XNLI skipped: {e}"
+            print(f"alignfreeze: {msg}", file=sys.stderr)
+            skipped.append(msg)
+            data = {}
+        if data:
+            m, tok, name, _ = _load(model, tokenizer, "xnli")
+            for lang, ds in data.items():
+                correct, total = xnli_accuracy(m, tok, ds, batch_size=batch_size)
+                rows.append({"model": model_name or name, "lang": lang, "task": "xnli", "metric": "accuracy",
+                             "value": correct / total if total else float("nan"), "n_words": total,
+                             "file": f"xnli/{lang}/test"})
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df.attrs["skipped"] = skipped
+    return df

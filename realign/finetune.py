@@ -1,0 +1,467 @@
+"""Task fine-tuning: UPOS tagging as token classification, with the optional "during" variant.
+
+Reading order of :func:`finetune`:
+
+1. read the source treebank(s) (:mod:`core.conllu`), load the model with a fresh
+   token-classification head over :data:`core.conllu.UPOS_TAGS` (in that order);
+2. hash the starting weights, UNFREEZE every parameter (after realignment all layers
+   are trained on the task, as in the paper);
+3. AdamW, linear schedule with 10% warm-up, effective batch 32 = ``batch_size``
+   sentences per optimizer step split into ``grad_accumulation`` micro-batches;
+4. the loop (HF Accelerate: CPU, one GPU or DDP without code changes);
+5. write ``OUT`` atomically: ``save_pretrained`` + tokenizer + ``manifest.json``.
+
+Labels and sub-words. The model sees *surface tokens* (``au``, not ``à le``). Each
+surface token is labelled on its FIRST sub-word only; the other sub-words get -100 and
+never enter the loss. At prediction time the token logits are pooled to words with the
+toolkit's one pooling function, :func:`core.pooling.pool_subwords`, with method
+``first`` — so training and prediction use the same convention as ``pooling="first"``
+everywhere else (realignment, probes). With ``label_all_subwords=True`` every sub-word
+carries the label and predictions pool the logits with ``mean``; the manifest records
+which (``prediction_pooling``).
+
+Multiword tokens (MWT). Training: a surface token that holds several syntactic words
+(``au`` = ``à`` ADP + ``le`` DET) is labelled with its FIRST word's tag (ADP). Evaluation
+(:mod:`realign.evaluate`) is per syntactic word, every word taking the prediction of the
+token that carries it, so ``le`` is scored against the prediction made for ``au``.
+Effect: the non-first words of an MWT whose tag differs from the first word's are
+always wrong, which caps accuracy on MWT-rich languages (French, German, Arabic...) a
+little below 100%; the cap is the same for every model and strategy, so comparisons
+between strategies are unaffected. English EWT (the usual source) has few MWTs.
+
+Sentences longer than ``max_length`` tokens are split into windows at word boundaries
+(:func:`core.features.split_windows`), never truncated: no word is lost in training or
+evaluation.
+
+"During" variant (``during_realign``). The realignment loss
+(:func:`realign.losses.realignment_loss`) on a batch of word pairs is added at every
+optimizer step, and the ``during_freeze`` half's REALIGNMENT gradients are dropped, so
+only the task gradient moves it. Done exactly, per step:
+
+1. realignment backward with ``inputs=`` the free parameters only (autograd never writes
+   a gradient into the dropped half); the gradients are set aside (averaged over
+   processes) and cleared;
+2. the task micro-batches' backward as in a plain run, then clipping of the TASK
+   gradient exactly as in a plain run;
+3. ``grad += during_weight * realignment grad`` on the free parameters; optimizer step.
+
+So the dropped half receives bit for bit the update of a task-only run at the same
+weights (tested); the free half gets task + realignment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.conllu import UPOS_TAGS, Sentence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+IGNORE = -100
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that decides a fine-tuning run (saved in the manifest)."""
+
+    model: str = field(metadata={"help": "prepared name, local folder (e.g. a realigned checkpoint) or hub name"})
+    train: tuple[str, ...] = field(metadata={"help": "source treebank(s): CoNLL-U files, globs or UD folders"})
+    out: str = field(metadata={"help": "output folder (model + tokenizer + manifest.json, written atomically)"})
+    task: str = _f("upos", "fine-tuning task: upos (token classification over the 17 UD tags)")
+    epochs: int = _f(5, "passes over the training sentences (5 for PoS in the reference)")
+    steps: int = _f(0, "optimizer steps; 0 = epochs x ceil(examples / batch_size)")
+    batch_size: int = _f(32, "EFFECTIVE batch: sentences (windows) per optimizer step, all micro-batches and processes")
+    grad_accumulation: int = _f(1, "micro-batches per optimizer step (batch_size must be divisible by it)")
+    lr: float = _f(0.0, "AdamW learning rate; 0 = by family (2e-5 mBERT/DistilmBERT, 7.5e-6 XLM-R, else 2e-5)")
+    weight_decay: float = _f(0.0, "AdamW weight decay (HF Trainer default 0)")
+    warmup_ratio: float = _f(0.1, "share of the steps with a linear warm-up, then linear decay to 0")
+    max_grad_norm: float = _f(1.0, "clip the task gradient norm (0 = off; HF Trainer default 1.0)")
+    max_length: int = _f(128, "tokens per sequence; longer sentences are split into windows, never truncated")
+    seed: int = _f(42, "seed of the head initialisation, data order and dropout")
+    label_all_subwords: bool = _f(False, "label every sub-word (predict with mean-pooled logits) instead of the first only")
+    dropout: bool = _f(True, "train mode (dropout on) during fine-tuning")
+    mixed_precision: str = _f("no", "no | fp16 | bf16 (via accelerate)")
+    during_realign: tuple[str, ...] = _f((), "word-pair JSONL file(s): add the realignment loss during fine-tuning")
+    during_freeze: str = _f("none", "freeze spec whose REALIGNMENT gradients are dropped (task gradients still move it)")
+    during_weight: float = _f(1.0, "weight of the realignment loss added to the task loss")
+    during_batch_size: int = _f(16, "sentence pairs per realignment batch (one per optimizer step)")
+    during_layers: str = _f("last", "realigned layers of the during variant: last | middle | 0,3-5 ...")
+    during_loss: str = _f("word_infonce", "word_infonce | sentence_infonce | l2")
+    during_temperature: float = _f(0.1, "InfoNCE temperature of the during variant")
+    during_negatives: str = _f("strong", "strong | weak negatives of the during variant")
+    during_max_length: int = _f(96, "tokens per sentence of the realignment batches")
+
+    def validate(self) -> FinetuneConfig:
+        """Raise ``ValueError`` naming the first bad field; return self."""
+        if self.task != "upos":
+            raise ValueError(f"task={self.task!r}: expected upos (XNLI fine-tuning is not implemented)")
+        if not self.train:
+            raise ValueError("train: at least one source treebank is needed")
+        for name in ("epochs", "batch_size", "grad_accumulation", "max_length", "during_batch_size",
+                     "during_max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("steps", "lr", "weight_decay", "max_grad_norm", "during_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.batch_size % self.grad_accumulation:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accumulation "
+                             f"{self.grad_accumulation}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected no, fp16 or bf16")
+        return self
+
+    @property
+    def prediction_pooling(self) -> str:
+        """How token logits become word logits (the labelling convention's twin)."""
+        return "mean" if self.label_all_subwords else "first"
+
+    def realign_config(self):
+        """The :class:`realign.config.RealignConfig` of the during variant's loss."""
+        from .config import RealignConfig
+
+        return RealignConfig(
+            model=self.model, pairs=tuple(self.during_realign), out=self.out, freeze=self.during_freeze,
+            batch_size=self.during_batch_size, max_length=self.during_max_length, seed=self.seed,
+            layers=self.during_layers, loss=self.during_loss, temperature=self.during_temperature,
+            negatives=self.during_negatives, pooling="first",
+        ).validate()
+
+
+def default_finetune_lr(model_type: str | None) -> float:
+    """Fine-tuning learning rate when ``lr`` is 0.
+
+    The reference gives learning rates by family for realignment only (2e-5 mBERT and
+    DistilmBERT, 7.5e-6 XLM-R); we use the same table for fine-tuning so that one
+    family has one rate, and 2e-5 (the usual BERT fine-tuning rate) for other families.
+    """
+    from .config import default_lr
+
+    return default_lr(model_type)
+
+
+# ----------------------------------------------------------------------------- data
+
+def token_labels(sent: Sentence) -> tuple[list[str], list[str]]:
+    """Surface tokens of ``sent`` and one UPOS label each: a multiword token takes the
+    label of its FIRST syntactic word (see the module doc)."""
+    labels: list[str | None] = [None] * len(sent.tokens)
+    for w, t in zip(sent.words, sent.word_to_token):
+        if labels[t] is None:
+            labels[t] = w.upos
+    if any(lab is None for lab in labels):  # pragma: no cover - the reader guarantees it
+        raise ValueError(f"{sent.path}:{sent.line}: a surface token carries no syntactic word")
+    return list(sent.tokens), [str(lab) for lab in labels]
+
+
+@dataclass
+class Example:
+    """One training sequence: token ids with specials, labels (-100 = not scored)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+def subword_labels(word_ids: list[int | None], word_labels: list[int], all_subwords: bool) -> list[int]:
+    """Per-token labels from the fast tokenizer's ``word_ids()``: specials -100, the first
+    sub-word of each word its label, later sub-words -100 (or the label with
+    ``all_subwords``)."""
+    out, prev = [], None
+    for w in word_ids:
+        if w is None:
+            out.append(IGNORE)
+        elif w != prev:
+            out.append(word_labels[w])
+        else:
+            out.append(word_labels[w] if all_subwords else IGNORE)
+        prev = w
+    return out
+
+
+def build_examples(sentences: list[Sentence], tokenizer, max_length: int, all_subwords: bool = False,
+                   labels: tuple[str, ...] = UPOS_TAGS) -> tuple[list[Example], dict]:
+    """Tokenise labelled sentences; sentences over ``max_length`` tokens become windows."""
+    from core.features import split_windows
+
+    lab_id = {t: i for i, t in enumerate(labels)}
+    toks, labs = zip(*(token_labels(s) for s in sentences)) if sentences else ((), ())
+    enc = tokenizer([list(t) for t in toks], is_split_into_words=True, add_special_tokens=True)
+    examples, windowed = [], 0
+    for k, (t, lab) in enumerate(zip(toks, labs)):
+        ids = [lab_id[x] for x in lab]
+        if len(enc["input_ids"][k]) <= max_length:
+            examples.append(Example(list(enc["input_ids"][k]), subword_labels(enc.word_ids(k), ids, all_subwords)))
+            continue
+        windowed += 1
+        for a, b in split_windows(tokenizer, t, max_length):
+            e = tokenizer([list(t[a:b])], is_split_into_words=True, add_special_tokens=True,
+                          truncation=True, max_length=max_length)
+            examples.append(Example(list(e["input_ids"][0]), subword_labels(e.word_ids(0), ids[a:b], all_subwords)))
+    stats = {"sentences": len(sentences), "examples": len(examples), "windowed": windowed,
+             "labelled_tokens": sum(sum(x != IGNORE for x in e.labels) for e in examples)}
+    return examples, stats
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 on padding)."""
+    import torch
+
+    T = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), T), dtype=torch.long)
+    lab = torch.full((len(examples), T), IGNORE, dtype=torch.long)
+    for r, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[r, :n] = torch.tensor(e.input_ids)
+        mask[r, :n] = 1
+        lab[r, :n] = torch.tensor(e.labels)
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+
+
+def step_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """Example indices of optimizer step ``step``: consecutive slices of a stream of seeded
+    per-epoch permutations (a pure function of ``step`` and ``seed``)."""
+    import numpy as np
+
+    out: list[int] = []
+    start = step * batch_size
+    while len(out) < batch_size:
+        epoch, pos = divmod(start + len(out), n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        out.extend(perm[pos : pos + batch_size - len(out)].tolist())
+    return out
+
+
+# ----------------------------------------------------------------------------- model
+
+def load_tagger(name: str, labels: tuple[str, ...] = UPOS_TAGS):
+    """A token-classification model over ``labels``: a fresh head on ``name``'s encoder
+    (a realigned checkpoint, a prepared or a hub model), or the head of a tagger."""
+    from core.models import load_model
+
+    id2label = dict(enumerate(labels))
+    return load_model(name, task="token-classification", num_labels=len(labels), id2label=id2label,
+                      label2id={v: k for k, v in id2label.items()})
+
+
+def _set_labels(model, labels: tuple[str, ...]) -> None:
+    n = getattr(model.config, "num_labels", None)
+    if n != len(labels):
+        raise ValueError(f"the model has {n} output labels but the task has {len(labels)} "
+                         f"({', '.join(labels)}); pass a token-classification model with {len(labels)} labels "
+                         "or a model name/folder (a fresh head is then created)")
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+
+
+def task_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed token cross-entropy over labelled positions (float32) and their number."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"]
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+    return loss, int((labels != IGNORE).sum())
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool = True) -> Path:
+    """Fine-tune ``config.model`` for UPOS tagging on ``config.train``; returns the output folder.
+
+    Args:
+        config: the run (see :class:`FinetuneConfig`).
+        model, tokenizer: an already loaded token-classification model (17 labels) and its
+            fast tokenizer; the model is trained IN PLACE. By default the model is loaded
+            from ``config.model`` with a fresh, seeded head.
+        progress: tqdm bar with the loss.
+
+    Raises ``ValueError`` for a finished output folder, bad configs, a model whose head
+    does not have 17 labels, or an empty treebank.
+    """
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    from core.arch import arch_of
+    from core.config import to_dict
+    from core.conllu import find_treebanks, read_sentences
+    from core.io import atomic_dir
+    from core.manifest import (
+        MANIFEST,
+        base_weight_hash,
+        data_file_entries,
+        read_manifest,
+        write_manifest,
+    )
+    from core.models import load_tokenizer
+
+    config.validate()
+    t_start = time.perf_counter()
+    out = Path(config.out)
+    if (out / MANIFEST).is_file():
+        raise ValueError(f"{out}: already holds a finished run ({MANIFEST}); choose another --out")
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    set_seed(config.seed)  # before loading: the new head's initialisation is seeded too
+
+    # 1. data, model, tokenizer
+    files = [f for spec in config.train for f in find_treebanks(spec)]
+    sentences = list(read_sentences(files))
+    if not sentences:
+        raise ValueError(f"{', '.join(map(str, files))}: no sentences to fine-tune on")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(config.model)
+    if model is None:
+        model = load_tagger(config.model)
+    _set_labels(model, UPOS_TAGS)
+    arch_of(model)  # unsupported families fail here, not mid-run
+    model_type = model.config.model_type
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    examples, data_stats = build_examples(sentences, tokenizer, config.max_length, config.label_all_subwords)
+
+    # 2. starting point, everything trainable (after realignment every layer is unfrozen)
+    start_hash = base_weight_hash(model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+    during = bool(config.during_realign)
+    records, rcfg, free_names, dropped = [], None, [], ()
+    if during:
+        from .freeze import resolve_freeze
+        from .losses import realignment_loss
+        from .pairs import read_pairs
+
+        rcfg = config.realign_config()
+        records = read_pairs(config.during_realign)
+        plan = resolve_freeze(model, config.during_freeze)
+        dropped = tuple(plan.frozen_layers)
+        drop = set(plan.frozen_parameter_names)
+        free_names = [n for n, _ in model.named_parameters() if n not in drop]
+
+    # 3. optimizer + schedule
+    steps = config.steps or config.epochs * math.ceil(len(examples) / config.batch_size)
+    lr = config.lr if config.lr > 0 else default_finetune_lr(model_type)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    warmup = math.ceil(config.warmup_ratio * steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
+    model.train(config.dropout)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    params = dict(accelerator.unwrap_model(model).named_parameters())
+    free = [params[n] for n in free_names]
+
+    # 4. the loop
+    rank, world = accelerator.process_index, accelerator.num_processes
+    micro = config.batch_size // config.grad_accumulation
+    history: list[dict] = []
+    bar = tqdm(total=steps, desc="finetune", unit="step", disable=not (progress and accelerator.is_local_main_process))
+    for step in range(steps):
+        idx = step_indices(step, config.batch_size, len(examples), config.seed)[rank::world]
+        parts: dict[str, float] = {}
+        real_grads = None
+        if during:
+            # (a) realignment gradient of the FREE parameters only, set aside
+            ridx = step_indices(step, config.during_batch_size, len(records), config.seed + 1)
+            rbatch = [records[i] for i in ridx[rank::world]]
+            with accelerator.no_sync(model), accelerator.autocast():
+                rloss, rparts = realignment_loss(model, tokenizer, rbatch, rcfg)
+            accelerator.backward(rloss, inputs=free)
+            scale = accelerator.scaler.get_scale() if accelerator.scaler is not None else 1.0
+            real_grads = [p.grad.detach().clone() / scale if p.grad is not None else torch.zeros_like(p)
+                          for p in free]
+            if world > 1:
+                real_grads = accelerator.reduce(real_grads, reduction="mean")
+            optimizer.zero_grad(set_to_none=True)
+            parts["realign"] = rparts["total"]
+        # (b) task gradient, micro-batch by micro-batch; the loss is normalised by the
+        # labelled tokens of the whole step so accumulation equals one big batch
+        chunks = [idx[k : k + micro] for k in range(0, len(idx), micro)] or [[]]
+        n_lab = sum(sum(x != IGNORE for x in examples[i].labels) for i in idx)
+        task_total = 0.0
+        for k, chunk in enumerate(chunks):
+            if not chunk:
+                continue
+            batch = {key: v.to(accelerator.device) for key, v in collate([examples[i] for i in chunk],
+                                                                           tokenizer.pad_token_id).items()}
+            sync = contextlib.nullcontext() if k == len(chunks) - 1 else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
+                loss_sum, _ = task_loss_sum(model, batch)
+                loss = loss_sum / max(n_lab, 1)
+            accelerator.backward(loss)
+            task_total += float(loss.detach())
+        parts["task"] = task_total
+        # (c) clip the task gradient as a plain run would, then add the realignment part
+        accelerator.unscale_gradients()
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
+                                           config.max_grad_norm)
+        if real_grads is not None:
+            for p, g in zip(free, real_grads):
+                if p.grad is None:
+                    p.grad = config.during_weight * g
+                else:
+                    p.grad.add_(g, alpha=config.during_weight)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        history = (history + [parts])[-50:]
+        bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()})
+        bar.update(1)
+    bar.close()
+
+    # 5. output, atomically
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        final.eval()
+        last = history[-10:]
+        final_losses = {k: float(np.mean([h[k] for h in last])) for k in (last[0] if last else {})}
+        parent = read_manifest(config.model) if Path(config.model).is_dir() else None
+        manifest = {
+            "kind": "finetune",
+            "task": config.task,
+            "config": to_dict(config),
+            "base_model": {"name": config.model, "weight_hash": start_hash, "model_type": model_type},
+            "parent": None if parent is None else {
+                "path": str(config.model), "kind": parent.get("kind"), "base_model": parent.get("base_model"),
+                "frozen_layers": parent.get("frozen_layers")},
+            "labels": list(UPOS_TAGS),
+            "label_scheme": "first sub-word of each surface token; MWT token = its first word's tag"
+                            if not config.label_all_subwords else "all sub-words; MWT token = its first word's tag",
+            "prediction_pooling": config.prediction_pooling,
+            "frozen_parameters": [],
+            "during": None if not during else {
+                "pairs": data_file_entries(config.during_realign), "dropped_layers": list(dropped),
+                "dropped_parameters": sorted(set(params) - set(free_names)), "weight": config.during_weight},
+            "data_files": data_file_entries(files),
+            "data": data_stats,
+            "seed": config.seed,
+            "lr": lr,
+            "steps": steps,
+            "warmup_steps": warmup,
+            "processes": world,
+            "wall_time_s": time.perf_counter() - t_start,
+            "final_losses": final_losses,
+        }
+        with atomic_dir(out) as tmp:
+            final.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_manifest(tmp, manifest)
+    accelerator.wait_for_everyone()
+    return out
