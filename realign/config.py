@@ -54,13 +54,16 @@ class RealignConfig:
     checkpoint_every: int = _f(0, "save a resumable checkpoint every N steps (0 = never)")
     keep_checkpoints: int = _f(2, "how many recent checkpoints to keep under OUT/checkpoints")
     mixed_precision: str = _f("no", "no | fp16 | bf16 (via accelerate)")
+    embedding_update: str = _f("dense", "Adam on the word embeddings: dense (torch Adam) | touched (only rows that "
+                                        "ever had a gradient: bit-identical result, faster on large vocabularies)")
 
     def validate(self) -> RealignConfig:
         """Raise ``ValueError`` naming the first bad field; return self."""
         from core.pooling import POOLING_METHODS  # lazy: building the CLI must not import torch
 
         choices = {"loss": LOSSES, "negatives": NEGATIVES, "candidates": CANDIDATES,
-                   "pooling": POOLING_METHODS, "mixed_precision": ("no", "fp16", "bf16")}
+                   "pooling": POOLING_METHODS, "mixed_precision": ("no", "fp16", "bf16"),
+                   "embedding_update": ("dense", "touched")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")

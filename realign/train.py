@@ -7,7 +7,8 @@ alignfreeze.cli realign ...``; DDP/FSDP and bf16/fp16 come from the accelerate c
 1. read the word pairs, load model + tokenizer, check they belong together;
 2. hash the base weights (before anything changes), resolve and apply the freeze plan;
 3. Adam over the TRAINABLE parameters only (frozen ones never enter the optimizer), no
-   scheduler (as the reference);
+   scheduler (as the reference); ``embedding_update="touched"`` swaps in the exact
+   touched-rows Adam for the word embeddings (:mod:`realign.optim`);
 4. optionally restore the newest checkpoint (model, optimizer, RNG states, step, data
    order) from ``OUT/checkpoints``;
 5. the loop: next batch in a seeded order, one forward for both sides, loss, backward, step;
@@ -31,7 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from core.arch import num_layers, parse_layers
@@ -42,6 +42,7 @@ from core.manifest import MANIFEST, base_weight_hash, data_file_entries, write_m
 from .config import RealignConfig
 from .freeze import apply_freeze, trainable_parameters
 from .losses import realignment_loss
+from .optim import build_adam
 from .pairs import read_pairs
 
 CHECKPOINTS = "checkpoints"
@@ -191,7 +192,8 @@ def realign(
     # 3. optimizer over trainable parameters only (Adam, no scheduler, as the reference)
     named = trainable_parameters(model)
     lr = config.resolved_lr(model_type)
-    optimizer = torch.optim.Adam([p for _, p in named], lr=lr, betas=tuple(config.betas), eps=config.eps)
+    optimizer = build_adam(named, lr, config.betas, config.eps, config.embedding_update,
+                           embedding=model.get_input_embeddings().weight)
     initial_state = {n: p.detach().clone() for n, p in named} if config.reg_weight > 0 else None
     model.train(config.dropout)  # dropout on during realignment, as the reference
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -216,3 +216,47 @@ def test_cli_pairs_and_realign(tiny_models, tmp_path, capsys):
     rc = main(["realign", "--model", str(model_dir), "--pairs", str(pairs), "--freeze", "0-7", "--out",
                str(tmp_path / "x"), "--no-progress"])
     assert rc == 2 and "0..2" in capsys.readouterr().err
+
+
+def test_touched_rows_adam_is_bit_identical_to_adam():
+    from realign.optim import TouchedRowsAdam
+
+    torch.manual_seed(0)
+    V, D = 50, 8
+    w0, b0 = torch.randn(V, D), torch.randn(D)
+    a, ab = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(b0.clone())
+    c, cb = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(b0.clone())
+    dense = torch.optim.Adam([a, ab], lr=1e-2)
+    rows = TouchedRowsAdam([{"params": [cb]}, {"params": [c], "row_sparse": True}], lr=1e-2)
+    for step in range(20):
+        # later steps touch few rows: earlier rows keep moving by momentum in dense Adam
+        ids = torch.randint(0, V, (6,)) if step < 10 else torch.randint(0, 5, (3,))
+        tgt = torch.randn(len(ids), D)
+        for w, b, opt in ((a, ab, dense), (c, cb, rows)):
+            opt.zero_grad()
+            ((torch.nn.functional.embedding(ids, w) + b - tgt) ** 2).sum().backward()
+            opt.step()
+        assert torch.equal(a, c) and torch.equal(ab, cb), f"step {step}"
+    assert 0 < rows.touched_rows(c) < V
+    with pytest.raises(ValueError, match="weight_decay=0"):
+        bad = TouchedRowsAdam([{"params": [c], "row_sparse": True}], lr=1e-2, weight_decay=0.1)
+        c.grad = torch.ones_like(c)
+        bad.step()
+
+
+def test_touched_embedding_update_same_weights_and_resume(tiny_models, tmp_path, pairs_file):
+    base, tok = tiny_models("bert")
+    ref = copy.deepcopy(base)
+    realign(_cfg(tmp_path / "dense", pairs_file, steps=4), ref, tok, progress=False)
+    cfg = _cfg(tmp_path / "touched", pairs_file, steps=4, embedding_update="touched", checkpoint_every=2)
+
+    def crash(step, parts):
+        if step == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        realign(cfg, copy.deepcopy(base), tok, progress=False, callback=crash)
+    fast = copy.deepcopy(base)
+    realign(cfg, fast, tok, progress=False, resume=True)  # optimizer state (touched mask) reloaded
+    for (n, p), (_, q) in zip(ref.named_parameters(), fast.named_parameters()):
+        assert torch.equal(p, q), n
