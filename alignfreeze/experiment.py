@@ -25,6 +25,7 @@ as 0 with a single seed). The ``avg`` row averages languages within each seed fi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import traceback
@@ -43,7 +44,7 @@ NAMED_STRATEGIES = {
 }
 REFERENCE_STRATEGY = "full"
 TOP_KEYS = {"name", "out", "models", "strategies", "seeds", "aligners", "parallel", "source", "targets",
-            "realign", "finetune", "evaluate", "keep_models"}
+            "realign", "finetune", "evaluate", "xnli", "keep_models"}
 REQUIRED = ("out", "models", "strategies", "source", "targets")
 # fields a cell sets itself: they may not appear in the realign/finetune sections
 CELL_OWNED = {"realign": {"model", "pairs", "out", "freeze", "seed"},
@@ -114,6 +115,7 @@ class Experiment:
     finetune: dict = field(default_factory=dict)
     evaluate: dict = field(default_factory=dict)
     keep_models: bool = False
+    xnli: dict | None = None  # {train: [langs], langs: [langs], finetune: {...}}; None = UPOS only
 
     def cells(self) -> list[Cell]:
         """The grid, in run order (model, aligner, strategy, seed); baseline once per model/seed."""
@@ -164,7 +166,7 @@ def _as_list(path: Path, key: str, value, kind=str) -> list:
 def _resolve(base: Path, spec: str) -> str:
     """A path relative to the YAML's folder (globs kept as globs)."""
     p = Path(spec).expanduser()
-    return str(p if p.is_absolute() else base / p)
+    return os.path.normpath(p if p.is_absolute() else base / p)
 
 
 def _existing(path: Path, key: str, spec: str, base: Path) -> str:
@@ -194,11 +196,12 @@ def _section(path: Path, key: str, value, cls) -> dict:
     if not isinstance(value, dict):
         raise _err(path, key, f"expected a mapping of {cls.__name__} fields, found {type(value).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
+    owned = CELL_OWNED.get(key.split(".")[-1], set())
     for k in value:
-        if k in CELL_OWNED.get(key, ()):
+        if k in owned:
             raise _err(path, f"{key}.{k}", "is set by each cell (from models/strategies/seeds); remove it")
         if k not in names:
-            raise _err(path, f"{key}.{k}", f"unknown field; expected some of {sorted(names - CELL_OWNED.get(key, set()))}")
+            raise _err(path, f"{key}.{k}", f"unknown field; expected some of {sorted(names - owned)}")
     return dict(value)
 
 
@@ -305,8 +308,10 @@ def load_experiment(path: str | Path) -> Experiment:
     for k, p in enumerate(raw.get("parallel") or []):
         key = f"parallel[{k}]"
         if not isinstance(p, dict) or "src" not in p or set(p) - {"src", "tgt", "dictionary"}:
-            raise _err(path, key, "expected a mapping {src: FILE, tgt: FILE, dictionary: FILE (optional)}")
-        entry = {"src": _file(path, f"{key}.src", str(p["src"]), base)}
+            raise _err(path, key, "expected a mapping {src: FILE, tgt: FILE, dictionary: FILE (optional)} "
+                                  "(src may be hf:DATASET:SRC-TGT, e.g. hf:Helsinki-NLP/opus-100:en-fr, without tgt)")
+        hf = str(p["src"]).startswith("hf:")  # a HuggingFace translation dataset (needs the hub)
+        entry = {"src": str(p["src"]) if hf else _file(path, f"{key}.src", str(p["src"]), base)}
         if p.get("tgt") is not None:
             entry["tgt"] = _file(path, f"{key}.tgt", str(p["tgt"]), base)
         if p.get("dictionary") is not None:
@@ -335,14 +340,23 @@ def load_experiment(path: str | Path) -> Experiment:
     realign_over = _section(path, "realign", raw.get("realign"), RealignConfig)
     finetune_over = _section(path, "finetune", raw.get("finetune"), FinetuneConfig)
     ev = raw.get("evaluate") or {}
-    if not isinstance(ev, dict) or set(ev) - {"batch_size", "max_length", "tasks", "xnli_langs"}:
-        raise _err(path, "evaluate", "expected a mapping with some of batch_size, max_length, tasks, xnli_langs")
+    if not isinstance(ev, dict) or set(ev) - {"batch_size", "max_length"}:
+        raise _err(path, "evaluate", "expected a mapping with some of batch_size, max_length "
+                                     "(XNLI, the second task, has its own key: xnli)")
+    xnli = raw.get("xnli")
+    if xnli is not None:
+        if not isinstance(xnli, dict) or set(xnli) - {"train", "langs", "finetune"}:
+            raise _err(path, "xnli", "expected a mapping with some of train (XNLI languages to fine-tune on, "
+                                     "default [en]), langs (evaluation languages, default all), finetune (fields)")
+        xnli = {"train": _as_list(path, "xnli.train", xnli.get("train", ["en"])),
+                "langs": _as_list(path, "xnli.langs", xnli["langs"]) if xnli.get("langs") else [],
+                "finetune": _section(path, "xnli.finetune", xnli.get("finetune"), FinetuneConfig)}
     keep = raw.get("keep_models", False)
     if not isinstance(keep, bool):
         raise _err(path, "keep_models", f"expected true or false, found {keep!r}")
     name = raw.get("name") or path.stem
     return Experiment(path, str(name), Path(_resolve(base, str(raw["out"]))), models, strategies, list(seeds),
-                      aligners, parallel, source, targets, realign_over, finetune_over, dict(ev), keep)
+                      aligners, parallel, source, targets, realign_over, finetune_over, dict(ev), keep, xnli)
 
 
 # ----------------------------------------------------------------------------- running
@@ -362,6 +376,8 @@ def pair_files(exp: Experiment, aligner: AlignerSpec, model: ModelSpec, progress
     files = []
     for k, p in enumerate(exp.parallel):
         f = folder / f"{k:02d}_{_slug(Path(p['src']).stem)}__{_slug(Path(p.get('tgt', p['src'])).stem)}.jsonl"
+        if p["src"].startswith("hf:"):
+            f = folder / f"{k:02d}_{_slug(p['src'][3:])}.jsonl"
         if not f.is_file():
             pairs = read_parallel(p["src"], p.get("tgt"), limit=aligner.options.get("limit"))
             m = tok = None
@@ -383,6 +399,8 @@ def pair_files(exp: Experiment, aligner: AlignerSpec, model: ModelSpec, progress
 def run_cell(exp: Experiment, cell: Cell, progress: bool = False):
     """Realign (if the strategy does), fine-tune, evaluate; returns the cell's tidy rows
     (also written to ``OUT/cells/<id>/results.csv``, last)."""
+    import pandas as pd
+
     from core.io import atomic_write_text
     from core.manifest import MANIFEST
     from realign.config import RealignConfig
@@ -409,9 +427,10 @@ def run_cell(exp: Experiment, cell: Cell, progress: bool = False):
                               **{**exp.finetune, **during})
         finetune(fcfg, progress=progress)
     ev = exp.evaluate
-    df = evaluate(str(fdir), exp.targets, tasks=tuple(ev.get("tasks", ("upos",))),
-                  xnli_langs=tuple(ev.get("xnli_langs", ())), model_name=cell.model.name,
+    df = evaluate(str(fdir), exp.targets, tasks=("upos",), model_name=cell.model.name,
                   batch_size=int(ev.get("batch_size", 32)), max_length=ev.get("max_length"), progress=progress)
+    if exp.xnli is not None:
+        df = pd.concat([df, _xnli_rows(exp, cell, start, cdir, pairs, progress)], ignore_index=True)
     df.insert(0, "run", cell.id)
     df.insert(2, "aligner", cell.aligner.name if cell.aligner else "-")
     df.insert(3, "strategy", cell.strategy.name)
@@ -419,9 +438,33 @@ def run_cell(exp: Experiment, cell: Cell, progress: bool = False):
     df.insert(5, "seed", cell.seed)
     atomic_write_text(cdir / "results.csv", df.to_csv(index=False))
     if not exp.keep_models:
-        for d in (cdir / "realigned", fdir):
+        for d in (cdir / "realigned", fdir, cdir / "finetuned_xnli"):
             shutil.rmtree(d, ignore_errors=True)
     return df
+
+
+def _xnli_rows(exp: Experiment, cell: Cell, start: str, cdir: Path, pairs: list[str], progress: bool):
+    """The second task: fine-tune for XNLI from the same starting point, evaluate zero-shot.
+    Without the hub it is skipped with a message (the cell keeps its UPOS rows)."""
+    import pandas as pd
+
+    from core.manifest import MANIFEST
+    from realign.evaluate import HubUnavailable, evaluate
+    from realign.finetune import FinetuneConfig, finetune
+
+    xdir = cdir / "finetuned_xnli"
+    try:
+        if not (xdir / MANIFEST).is_file():
+            during = {}
+            if cell.strategy.during is not None:
+                during = {"during_realign": tuple(pairs), "during_freeze": cell.strategy.during}
+            finetune(FinetuneConfig(model=start, train=tuple(exp.xnli["train"]), out=str(xdir), seed=cell.seed,
+                                    task="xnli", **{**exp.xnli["finetune"], **during}), progress=progress)
+    except HubUnavailable as e:
+        print(f"[experiment] {cell.id}: XNLI skipped: {e}", file=sys.stderr, flush=True)
+        return pd.DataFrame()
+    return evaluate(str(xdir), tasks=("xnli",), xnli_langs=tuple(exp.xnli["langs"]), model_name=cell.model.name,
+                    batch_size=int(exp.evaluate.get("batch_size", 32)), progress=progress)
 
 
 def collect_results(out: Path):

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from core.conllu import UPOS_TAGS, Sentence
 
+from .finetune import XNLI_LABELS  # noqa: F401  (label order of XNLI heads: entailment, neutral, contradiction)
+
 COLUMNS = ("model", "lang", "task", "metric", "value", "n_words", "file")
 XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
-XNLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
 class HubUnavailable(RuntimeError):

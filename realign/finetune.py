@@ -1,9 +1,12 @@
-"""Task fine-tuning: UPOS tagging as token classification, with the optional "during" variant.
+"""Task fine-tuning: UPOS tagging (token classification) or XNLI (sentence-pair
+classification), with the optional "during" variant.
 
 Reading order of :func:`finetune`:
 
 1. read the source treebank(s) (:mod:`core.conllu`), load the model with a fresh
-   token-classification head over :data:`core.conllu.UPOS_TAGS` (in that order);
+   token-classification head over :data:`core.conllu.UPOS_TAGS` (in that order) — or,
+   for ``task="xnli"``, the XNLI training data of the languages in ``train`` (HF hub)
+   and a 3-way sequence-classification head (entailment, neutral, contradiction);
 2. hash the starting weights, UNFREEZE every parameter (after realignment all layers
    are trained on the task, as in the paper);
 3. AdamW, linear schedule with 10% warm-up, effective batch 32 = ``batch_size``
@@ -64,6 +67,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 IGNORE = -100
+TASKS = ("upos", "xnli")
+DEFAULT_EPOCHS = {"upos": 5, "xnli": 2}
+XNLI_LABELS = ("entailment", "neutral", "contradiction")  # the dataset's label ids 0, 1, 2
 
 
 def _f(default, help: str):
@@ -77,8 +83,9 @@ class FinetuneConfig:
     model: str = field(metadata={"help": "prepared name, local folder (e.g. a realigned checkpoint) or hub name"})
     train: tuple[str, ...] = field(metadata={"help": "source treebank(s): CoNLL-U files, globs or UD folders"})
     out: str = field(metadata={"help": "output folder (model + tokenizer + manifest.json, written atomically)"})
-    task: str = _f("upos", "fine-tuning task: upos (token classification over the 17 UD tags)")
-    epochs: int = _f(5, "passes over the training sentences (5 for PoS in the reference)")
+    task: str = _f("upos", "upos (token classification, 17 UD tags) | xnli (train = XNLI languages, hub needed)")
+    epochs: int = _f(0, "passes over the training data; 0 = by task (5 PoS, 2 XNLI, as the reference)")
+    train_limit: int = _f(0, "use only the first N training examples (0 = all; XNLI's English train has 393k)")
     steps: int = _f(0, "optimizer steps; 0 = epochs x ceil(examples / batch_size)")
     batch_size: int = _f(32, "EFFECTIVE batch: sentences (windows) per optimizer step, all micro-batches and processes")
     grad_accumulation: int = _f(1, "micro-batches per optimizer step (batch_size must be divisible by it)")
@@ -103,15 +110,15 @@ class FinetuneConfig:
 
     def validate(self) -> FinetuneConfig:
         """Raise ``ValueError`` naming the first bad field; return self."""
-        if self.task != "upos":
-            raise ValueError(f"task={self.task!r}: expected upos (XNLI fine-tuning is not implemented)")
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r}: expected one of {', '.join(TASKS)}")
         if not self.train:
-            raise ValueError("train: at least one source treebank is needed")
-        for name in ("epochs", "batch_size", "grad_accumulation", "max_length", "during_batch_size",
+            raise ValueError("train: at least one source treebank (upos) or XNLI language (xnli) is needed")
+        for name in ("batch_size", "grad_accumulation", "max_length", "during_batch_size",
                      "during_max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        for name in ("steps", "lr", "weight_decay", "max_grad_norm", "during_weight"):
+        for name in ("epochs", "train_limit", "steps", "lr", "weight_decay", "max_grad_norm", "during_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
         if self.batch_size % self.grad_accumulation:
@@ -122,6 +129,11 @@ class FinetuneConfig:
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected no, fp16 or bf16")
         return self
+
+    @property
+    def n_epochs(self) -> int:
+        """``epochs``, or the reference's default for the task (5 PoS, 2 XNLI)."""
+        return self.epochs or DEFAULT_EPOCHS[self.task]
 
     @property
     def prediction_pooling(self) -> str:
@@ -172,6 +184,7 @@ class Example:
 
     input_ids: list[int]
     labels: list[int]
+    sequence: bool = False  # one label for the whole sequence (XNLI)
 
 
 def subword_labels(word_ids: list[int | None], word_labels: list[int], all_subwords: bool) -> list[int]:
@@ -215,18 +228,22 @@ def build_examples(sentences: list[Sentence], tokenizer, max_length: int, all_su
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 on padding)."""
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels``: per token (-100 on
+    padding) for tagging, ``(B,)`` for sentence-pair examples (one label each)."""
     import torch
 
     T = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), T), dtype=torch.long)
-    lab = torch.full((len(examples), T), IGNORE, dtype=torch.long)
     for r, e in enumerate(examples):
         n = len(e.input_ids)
         ids[r, :n] = torch.tensor(e.input_ids)
         mask[r, :n] = 1
-        lab[r, :n] = torch.tensor(e.labels)
+    if examples[0].sequence:
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e.labels[0] for e in examples])}
+    lab = torch.full((len(examples), T), IGNORE, dtype=torch.long)
+    for r, e in enumerate(examples):
+        lab[r, : len(e.labels)] = torch.tensor(e.labels)
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
@@ -245,6 +262,36 @@ def step_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- model
+
+def xnli_examples(langs, tokenizer, max_length: int, limit: int = 0, split: str = "train") -> tuple[list[Example], dict]:
+    """XNLI premise/hypothesis pairs of ``langs`` (HF hub, see :func:`realign.evaluate.load_xnli`)."""
+    from . import evaluate as ev
+
+    examples: list[Example] = []
+    per_lang = {}
+    for lang in langs:
+        ds = ev.load_xnli(lang, split)
+        if limit:
+            ds = ds.select(range(min(limit, len(ds))))
+        enc = tokenizer(list(ds["premise"]), list(ds["hypothesis"]), truncation=True, max_length=max_length)
+        examples.extend(Example(list(ids), [int(lab)], True) for ids, lab in zip(enc["input_ids"], ds["label"]))
+        per_lang[lang] = len(ds)
+    return examples, {"examples": len(examples), "per_language": per_lang, "split": split}
+
+
+def load_nli(name: str, labels: tuple[str, ...] = XNLI_LABELS):
+    """A sequence-classification model over ``labels`` (fresh head on ``name``'s encoder)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from core.models import is_offline, resolve_model_path
+
+    id2label = dict(enumerate(labels))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(name), local_files_only=is_offline(), num_labels=len(labels), id2label=id2label,
+        label2id={v: k for k, v in id2label.items()})
+    model.eval()
+    return model
+
 
 def load_tagger(name: str, labels: tuple[str, ...] = UPOS_TAGS):
     """A token-classification model over ``labels``: a fresh head on ``name``'s encoder
@@ -267,7 +314,8 @@ def _set_labels(model, labels: tuple[str, ...]) -> None:
 
 
 def task_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed token cross-entropy over labelled positions (float32) and their number."""
+    """Summed cross-entropy (float32) and the number of scored items: labelled tokens for
+    tagging (``labels`` ``(B, T)``), sequences for sentence-pair tasks (``(B,)``)."""
     import torch.nn.functional as F
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -280,13 +328,13 @@ def task_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
 # ----------------------------------------------------------------------------- the loop
 
 def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool = True) -> Path:
-    """Fine-tune ``config.model`` for UPOS tagging on ``config.train``; returns the output folder.
+    """Fine-tune ``config.model`` on ``config.train`` (UPOS or XNLI); returns the output folder.
 
     Args:
         config: the run (see :class:`FinetuneConfig`).
-        model, tokenizer: an already loaded token-classification model (17 labels) and its
-            fast tokenizer; the model is trained IN PLACE. By default the model is loaded
-            from ``config.model`` with a fresh, seeded head.
+        model, tokenizer: an already loaded model with the task's head (17 UPOS labels, or
+            3 XNLI labels) and its fast tokenizer; the model is trained IN PLACE. By
+            default the model is loaded from ``config.model`` with a fresh, seeded head.
         progress: tqdm bar with the loss.
 
     Raises ``ValueError`` for a finished output folder, bad configs, a model whose head
@@ -321,20 +369,30 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
     set_seed(config.seed)  # before loading: the new head's initialisation is seeded too
 
     # 1. data, model, tokenizer
-    files = [f for spec in config.train for f in find_treebanks(spec)]
-    sentences = list(read_sentences(files))
-    if not sentences:
-        raise ValueError(f"{', '.join(map(str, files))}: no sentences to fine-tune on")
+    labels = UPOS_TAGS if config.task == "upos" else XNLI_LABELS
     if tokenizer is None:
         tokenizer = load_tokenizer(config.model)
-    if model is None:
-        model = load_tagger(config.model)
-    _set_labels(model, UPOS_TAGS)
-    arch_of(model)  # unsupported families fail here, not mid-run
-    model_type = model.config.model_type
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    examples, data_stats = build_examples(sentences, tokenizer, config.max_length, config.label_all_subwords)
+    if config.task == "upos":
+        files = [f for spec in config.train for f in find_treebanks(spec)]
+        sentences = list(read_sentences(files))
+        if config.train_limit:
+            sentences = sentences[: config.train_limit]
+        if not sentences:
+            raise ValueError(f"{', '.join(map(str, files))}: no sentences to fine-tune on")
+        examples, data_stats = build_examples(sentences, tokenizer, config.max_length, config.label_all_subwords)
+        data_files = data_file_entries(files)
+    else:
+        examples, data_stats = xnli_examples(config.train, tokenizer, config.max_length, config.train_limit)
+        data_files = [{"path": f"hf:xnli/{lang}/train", "examples": n} for lang, n in data_stats["per_language"].items()]
+        if not examples:
+            raise ValueError(f"XNLI {', '.join(config.train)}: no training examples")
+    if model is None:
+        model = load_tagger(config.model) if config.task == "upos" else load_nli(config.model)
+    _set_labels(model, labels)
+    arch_of(model)  # unsupported families fail here, not mid-run
+    model_type = model.config.model_type
 
     # 2. starting point, everything trainable (after realignment every layer is unfrozen)
     start_hash = base_weight_hash(model)
@@ -356,7 +414,7 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
         free_names = [n for n, _ in model.named_parameters() if n not in drop]
 
     # 3. optimizer + schedule
-    steps = config.steps or config.epochs * math.ceil(len(examples) / config.batch_size)
+    steps = config.steps or config.n_epochs * math.ceil(len(examples) / config.batch_size)
     lr = config.lr if config.lr > 0 else default_finetune_lr(model_type)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     warmup = math.ceil(config.warmup_ratio * steps)
@@ -441,15 +499,16 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
             "parent": None if parent is None else {
                 "path": str(config.model), "kind": parent.get("kind"), "base_model": parent.get("base_model"),
                 "frozen_layers": parent.get("frozen_layers")},
-            "labels": list(UPOS_TAGS),
-            "label_scheme": "first sub-word of each surface token; MWT token = its first word's tag"
-                            if not config.label_all_subwords else "all sub-words; MWT token = its first word's tag",
+            "labels": list(labels),
+            "label_scheme": ("premise/hypothesis pair, one label" if config.task == "xnli" else
+                             "first sub-word of each surface token; MWT token = its first word's tag"
+                             if not config.label_all_subwords else "all sub-words; MWT token = its first word's tag"),
             "prediction_pooling": config.prediction_pooling,
             "frozen_parameters": [],
             "during": None if not during else {
                 "pairs": data_file_entries(config.during_realign), "dropped_layers": list(dropped),
                 "dropped_parameters": sorted(set(params) - set(free_names)), "weight": config.during_weight},
-            "data_files": data_file_entries(files),
+            "data_files": data_files,
             "data": data_stats,
             "seed": config.seed,
             "lr": lr,

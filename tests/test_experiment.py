@@ -207,3 +207,15 @@ def test_demo_example_config_validates():
     example = FIXTURES.parents[1] / "examples" / "demo_experiment.yaml"
     exp = load_experiment(example)
     assert exp.models and exp.targets and len(exp.cells()) >= 4
+
+
+def test_xnli_second_task_is_skipped_offline_and_the_cell_still_finishes(tmp_path, tiny_dir, fixtures_dir,
+                                                                        capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = _config(fixtures_dir, tiny_dir, strategies=["baseline"], seeds=[3],
+                  xnli={"train": ["en"], "langs": ["fr"], "finetune": {"steps": 1}})
+    report = run_experiment(_write(tmp_path, cfg))
+    assert report.ran == ["tiny__-__baseline__s3"] and not report.failed
+    assert "XNLI skipped" in capsys.readouterr().err
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(results["task"]) == {"upos"} and len(results) == 3

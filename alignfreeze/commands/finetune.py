@@ -50,7 +50,7 @@ def run_finetune(args) -> int:
     out = finetune(cfg, progress=args.progress)
     m = read_manifest(out)
     losses = ", ".join(f"{k}={v:.4f}" for k, v in m["final_losses"].items())
-    print(f"{out}: {m['steps']} steps on {m['data']['sentences']} sentences, lr {m['lr']:g}, "
+    print(f"{out}: {m['task']}, {m['steps']} steps on {m['data']['examples']} examples, lr {m['lr']:g}, "
           f"{m['wall_time_s']:.1f} s; final {losses}")
     return 0
 
