@@ -71,6 +71,35 @@ def check_vocabulary(model, tokenizer, model_name: str = "model") -> None:
         )
 
 
+MAX_UNKNOWN_FRACTION = 0.5
+
+
+def unknown_word_fraction(tokenizer, records, max_length: int, chunk: int = 512) -> float:
+    """Share of LINKED words that the tokenizer turns into unknown tokens only.
+
+    Aligning ``[UNK]`` with ``[UNK]`` teaches nothing: a pairs file in a script the
+    vocabulary does not cover is a mismatch, reported before any training.
+    """
+    from core.features import encode_words
+
+    unk = tokenizer.unk_token_id
+    if unk is None:  # byte-level vocabularies have no unknown token
+        return 0.0
+    total = unknown = 0
+    for k in range(0, len(records), chunk):
+        part = records[k : k + chunk]
+        for side, col in (("src", 0), ("tgt", 1)):
+            enc = encode_words(tokenizer, [r[side] for r in part], max_length=max_length)
+            for row, rec in enumerate(part):
+                wi, ids = enc.word_index[row], enc.input_ids[row]
+                for link in rec["links"]:
+                    toks = ids[wi == link[col]]
+                    if len(toks):
+                        total += 1
+                        unknown += bool((toks == unk).all())
+    return unknown / total if total else 0.0
+
+
 def batch_indices(step: int, batch_size: int, n_records: int, seed: int) -> list[int]:
     """Record indices of ``step``: consecutive slices of a stream of seeded epoch permutations.
 
@@ -175,6 +204,12 @@ def realign(
     if tokenizer is None:
         tokenizer = load_tokenizer(config.model)
     check_vocabulary(model, tokenizer, config.model)
+    unk_fraction = unknown_word_fraction(tokenizer, records, config.max_length)
+    if unk_fraction > MAX_UNKNOWN_FRACTION:
+        raise ValueError(
+            f"{', '.join(config.pairs)}: {unk_fraction:.0%} of the linked words are unknown tokens for the "
+            f"tokenizer of {config.model}: the pairs' language or script is not covered by this vocabulary"
+        )
     model_type = model.config.model_type
 
     # 2. base hash BEFORE any change, then freezing
@@ -277,6 +312,7 @@ def realign(
             "pairs_seen": state["pairs_seen"],
             "resumed_from": str(ckpt) if ckpt is not None else None,
             "tokenizer_fingerprint": tok_hash,
+            "unknown_linked_words": unk_fraction,
             "wall_time_s": time.perf_counter() - t_start,
             "final_losses": final_losses,
             "final_losses_window": len(last),

@@ -89,6 +89,7 @@ def test_manifest_and_saved_model(tiny_models, tmp_path, pairs_file):
     assert m["config"]["freeze"] == "emb,1" and m["steps"] == 2
     assert set(m["final_losses"]) >= {"word_infonce@2", "total", "links"}
     assert m["wall_time_s"] > 0 and "packages" in m["environment"]
+    assert 0 <= m["unknown_linked_words"] < 0.5
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     reloaded = AutoModel.from_pretrained(out, add_pooling_layer=False)
     for (n, p), (_, q) in zip(model.named_parameters(), reloaded.named_parameters()):
@@ -166,6 +167,16 @@ def test_tokenizer_larger_than_embeddings_is_an_error(tiny_models, tmp_path, pai
     assert len(big) > base.config.vocab_size
     with pytest.raises(ValueError, match="do not belong together"):
         realign(_cfg(tmp_path, pairs_file), copy.deepcopy(base), big, progress=False)
+
+
+def test_pairs_the_vocabulary_cannot_read(tiny_models, tmp_path):
+    """A pairs file in a script the tokenizer does not cover aligns [UNK] with [UNK]."""
+    base, tok = tiny_models("bert")
+    thai = tmp_path / "th.jsonl"
+    write_pairs(thai, [{"id": str(k), "src": ["แมว", "นอน"], "tgt": ["ΓΆΤΑ", "ΚΟΙΜΑΤΑΙ"], "links": [[0, 0], [1, 1]]}
+                       for k in range(4)])
+    with pytest.raises(ValueError, match=r"100% of the linked words are unknown tokens"):
+        realign(_cfg(tmp_path, thai), copy.deepcopy(base), tok, progress=False)
 
 
 @pytest.mark.parametrize("kw, match", [
