@@ -166,7 +166,9 @@ def realign(
     Args:
         config: the run (see :class:`realign.config.RealignConfig`).
         model, tokenizer: an already loaded model/tokenizer (tests, notebooks); by default
-            both are loaded from ``config.model`` (a base model, no task head).
+            both are loaded from ``config.model`` (a base model, no task head). A model
+            passed in is trained in place (and left in eval mode, all parameters
+            trainable again).
         progress: tqdm bar with loss and pairs/s.
         resume: continue from the newest checkpoint in ``OUT/checkpoints``; the result is
             the same as an uninterrupted run (same weights on CPU). Without it, leftover
@@ -179,7 +181,7 @@ def realign(
     config, data or tokenizer.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     from core.models import load_model, load_tokenizer
 
@@ -193,7 +195,9 @@ def realign(
         raise ValueError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue it, "
                          "or remove the folder")
 
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    # unused trainable parameters (e.g. a pooler the loss never reaches) must not stall DDP
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp])
     set_seed(config.seed)  # python, numpy, torch (and CUDA): dropout masks are reproducible
 
     # 1. data, model, tokenizer
@@ -258,6 +262,8 @@ def realign(
 
     # 5. the loop
     rank, world = accelerator.process_index, accelerator.num_processes
+    if config.batch_size < world:
+        raise ValueError(f"batch_size {config.batch_size} < {world} processes: every process needs a pair per step")
     bar = tqdm(total=steps, initial=state["step"], desc="realign", unit="step",
                disable=not (progress and accelerator.is_local_main_process))
     t_loop, pairs_loop = time.perf_counter(), 0
