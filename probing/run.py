@@ -1,0 +1,294 @@
+"""A probing run: config -> features -> probes at every layer -> the tidy table + metadata.
+
+Tasks:
+
+- ``upos``: token-level linear probes (one per layer, fitted together) trained on the
+  ``train`` treebank and evaluated on it (held-out sentences) and zero-shot on every
+  ``eval`` treebank; with ``control=True`` also the control task and the selectivity.
+- ``translation``: sentence-level translation matching between the ``train`` (pivot)
+  CoNLL-U file and each ``eval`` file, joined on ``sent_id`` (PUD layout); with
+  ``pair_probe=True`` also a linear translation-pair probe per seed.
+- ``xnli``: a 3-way linear probe on sentence-pair features trained on XNLI language
+  ``train`` and evaluated on the ``eval`` languages (needs the HuggingFace hub; skipped
+  with a message otherwise).
+
+The table has one row per measurement: ``model, lang, task, layer, seed, metric, value,
+split, train_lang, n, file``. ``split`` is ``train`` (the probe's own training words),
+``heldout`` (held-out sentences of the training treebank) or ``eval`` (another file).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from core.config import to_dict
+from core.io import atomic_write_json, atomic_write_text, environment
+
+from .control import ControlTask, selectivity_rows
+from .linear import BACKENDS, SOLVERS, MultiLayerLinearProbe, unseen_label_rate
+from .semantic import (
+    HubUnavailable,
+    load_xnli,
+    retrieval_accuracy,
+    sentence_vectors,
+    translation_pair_probe,
+    xnli_probe,
+)
+from .tasks import TokenData, check_vocabulary, load_token_task, read_treebank
+
+TASKS = ("upos", "translation", "xnli")
+COLUMNS = ("model", "lang", "task", "layer", "seed", "metric", "value", "split", "train_lang", "n", "file")
+
+
+@dataclass
+class ProbeConfig:
+    """Everything a probing run needs; saved in its metadata JSON so it can be repeated."""
+
+    model: str = field(metadata={"help": "prepared name, local folder (checkpoint) or hub name"})
+    task: str = field(default="upos", metadata={"help": "upos | translation | xnli"})
+    train: str = field(default="", metadata={
+        "help": "upos: training treebank; translation: pivot CoNLL-U file; xnli: training language"})
+    eval: tuple[str, ...] = field(default=(), metadata={
+        "help": "upos: treebanks (files, globs, UD folders); translation: parallel CoNLL-U files; xnli: languages"})
+    layers: str = field(default="all", metadata={"help": "all | last | middle | 0,3-5 (0 = embeddings)"})
+    pooling: str = field(default="first", metadata={"help": "sub-word pooling: first | mean | last | sum"})
+    seeds: int = field(default=3, metadata={"help": "number of seeds (seed, seed+1, ...)"})
+    seed: int = field(default=0, metadata={"help": "first seed"})
+    control: bool = field(default=False, metadata={"help": "upos: also fit the control task and report selectivity"})
+    C: float = field(default=1.0, metadata={"help": "inverse L2 strength of the probes (scikit-learn's C)"})
+    backend: str = field(default="torch", metadata={"help": "torch (all layers batched) | sklearn (per layer)"})
+    solver: str = field(default="lbfgs", metadata={"help": "torch backend: lbfgs | adam"})
+    max_iter: int = field(default=100, metadata={"help": "L-BFGS iterations (Adam: epochs)"})
+    holdout: float = field(default=0.2, metadata={
+        "help": "upos: share of the training treebank's sentences held out (seeded) when it is also evaluated"})
+    max_sentences: int = field(default=0, metadata={"help": "read at most this many sentences per file (0 = all)"})
+    max_unknown: float = field(default=0.9, metadata={
+        "help": "error when more than this share of a file's words are only the unknown token"})
+    center: bool = field(default=False, metadata={"help": "translation: mean-centre each language before cosine"})
+    pair_probe: bool = field(default=False, metadata={"help": "translation: also a linear translation-pair probe"})
+    xnli_train_size: int = field(default=5000, metadata={"help": "xnli: training pairs (from the train split)"})
+    xnli_eval_size: int = field(default=0, metadata={"help": "xnli: test pairs per language (0 = all 5,010)"})
+    batch_size: int = field(default=32, metadata={"help": "sentences per forward pass"})
+    max_length: int = field(default=0, metadata={"help": "tokens per window (0 = the model's maximum)"})
+    model_name: str = field(default="", metadata={"help": "value of the model column (default: --model)"})
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for settings that cannot run."""
+        if self.task not in TASKS:
+            raise ValueError(f"unknown probing task {self.task!r}: expected one of {', '.join(TASKS)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown probe backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}: expected one of {', '.join(SOLVERS)}")
+        if not self.train:
+            what = {"upos": "a training treebank", "translation": "a pivot CoNLL-U file",
+                    "xnli": "a training language"}[self.task]
+            raise ValueError(f"probe --task {self.task}: --train needs {what}")
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"--holdout must be in [0, 1), got {self.holdout}")
+        if self.task == "translation" and not self.eval:
+            raise ValueError("probe --task translation: --eval needs at least one parallel CoNLL-U file")
+        if str(self.layers).strip() == "":
+            raise ValueError("empty layer selection: --layers needs e.g. all, last, 0,3-5")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
+
+def _probe(cfg: ProbeConfig, seed: int) -> MultiLayerLinearProbe:
+    return MultiLayerLinearProbe(cfg.C, backend=cfg.backend, solver=cfg.solver, max_iter=cfg.max_iter, seed=seed)
+
+
+def _rows(base: dict, layers, values, **extra) -> list[dict]:
+    return [{**base, **extra, "layer": int(layer), "value": float(v)} for layer, v in zip(layers, values)]
+
+
+def _single_file(spec: str, what: str) -> Path:
+    from core.conllu import find_treebanks
+
+    files = find_treebanks(spec)
+    if len(files) != 1:
+        raise ValueError(f"{spec}: {what} must be one file, found {len(files)} ({', '.join(map(str, files[:4]))})")
+    return files[0]
+
+
+def _upos(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: bool) -> list[dict]:
+    from core.conllu import find_treebanks
+
+    limit = cfg.max_sentences or None
+    train_file = _single_file(cfg.train, "--train")
+    eval_files = [f for spec in cfg.eval for f in find_treebanks(spec)]
+    train = load_token_task(extractor, train_file, max_sentences=limit, max_unknown=cfg.max_unknown)
+    same = [f for f in eval_files if f.resolve() == train_file.resolve()]
+    others = {f: load_token_task(extractor, f, max_sentences=limit, max_unknown=cfg.max_unknown)
+              for f in eval_files if f.resolve() != train_file.resolve()}
+    hold = bool(same) and cfg.holdout > 0
+    if hold and train.n_sentences < 2:
+        raise ValueError(f"{train_file}: cannot hold out sentences of a 1-sentence treebank; use --holdout 0")
+    meta["data"] = {str(d.path): {"lang": d.lang, "sentences": d.n_sentences, "words": len(d), "lost_words": d.lost,
+                                  "unknown_word_rate": d.unknown_rate}
+                    for d in [train, *others.values()]}
+    layers = train.layers
+    rows: list[dict] = []
+    bar = tqdm(cfg.seed_list, desc="probe seeds", unit="seed", disable=not progress)
+    for seed in bar:
+        if hold:
+            rng = np.random.default_rng(seed)
+            n_held = max(1, int(round(train.n_sentences * cfg.holdout)))
+            held_s = rng.permutation(train.n_sentences)[:n_held]
+            held = train.sentence_rows(held_s)
+            tr = np.setdiff1d(np.arange(len(train)), held)
+        else:
+            held, tr = None, np.arange(len(train))
+        targets: list[tuple[str, TokenData, np.ndarray | None]] = [("train", train, tr)]
+        if held is not None:
+            targets.append(("heldout", train, held))
+        targets += [("eval", d, None) for d in others.values()]
+        labelings = [("upos", lambda d, rows_: d.labels if rows_ is None else d.labels[rows_])]
+        if cfg.control:
+            ctl = ControlTask(seed).fit(train.words[tr], train.labels[tr])
+            labelings.append(("upos-control", lambda d, rows_, c=ctl: c.transform(d.words if rows_ is None
+                                                                                  else d.words[rows_])))
+        for task, labels_of in labelings:
+            probe = _probe(cfg, seed).fit(train.stack(tr), labels_of(train, tr))
+            for split, d, r in targets:
+                y = labels_of(d, r)
+                acc = probe.score(d.stack(r), y)
+                base = {"model": name, "lang": d.lang, "task": task, "seed": seed, "metric": "accuracy",
+                        "split": split, "train_lang": train.lang, "n": len(y), "file": d.path}
+                rows += _rows(base, layers, acc)
+                if task == "upos" and seed == cfg.seed:
+                    meta["data"][d.path][f"unseen_label_rate_{split}"] = unseen_label_rate(y, probe.classes_)
+    return rows
+
+
+def _translation(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: bool) -> list[dict]:
+    from core.conllu import find_treebanks, treebank_lang
+    from core.parallel import read_parallel
+
+    pivot = _single_file(cfg.train, "--train (the pivot)")
+    limit = cfg.max_sentences or None
+    eval_files = [f for spec in cfg.eval for f in find_treebanks(spec) if f.resolve() != pivot.resolve()]
+    if not eval_files:
+        raise ValueError(f"probe --task translation: no --eval file other than the pivot {pivot}")
+    piv_sents = read_treebank(pivot)
+    check_vocabulary(extractor.tokenizer, piv_sents, str(pivot), cfg.max_unknown)
+    rows: list[dict] = []
+    meta["data"] = {}
+    piv_lang = treebank_lang(pivot)
+    piv_vecs = None
+    piv_index = {s.sent_id: i for i, s in enumerate(piv_sents)}
+    for f in tqdm(eval_files, desc="translation", unit="file", disable=not progress):
+        pairs = read_parallel(pivot, f, limit=limit)
+        check_vocabulary(extractor.tokenizer, [p.tgt for p in pairs], str(f), cfg.max_unknown)
+        if piv_vecs is None:  # pivot sentences once, reused for every language
+            piv_vecs = sentence_vectors(extractor.extract([s.tokens for s in piv_sents]))
+        src = piv_vecs[:, [piv_index[p.id] for p in pairs]]
+        tgt = sentence_vectors(extractor.extract([p.tgt for p in pairs]))
+        lang = treebank_lang(f)
+        meta["data"][str(f)] = {"lang": lang, "pairs": len(pairs)}
+        fwd, bwd = retrieval_accuracy(src, tgt, center=cfg.center)
+        base = {"model": name, "lang": lang, "task": "translation", "seed": cfg.seed, "split": "eval",
+                "train_lang": piv_lang, "n": len(pairs), "file": str(f)}
+        layers = extractor.layers
+        rows += _rows(base, layers, fwd, metric="retrieval_pivot_to_lang")
+        rows += _rows(base, layers, bwd, metric="retrieval_lang_to_pivot")
+        rows += _rows(base, layers, (fwd + bwd) / 2, metric="retrieval_mean")
+        if cfg.pair_probe:
+            for seed in cfg.seed_list:
+                acc = translation_pair_probe(src, tgt, seed=seed, probe=_probe(cfg, seed))
+                rows += _rows({**base, "task": "translation-pair", "seed": seed, "split": "heldout"}, layers, acc,
+                              metric="accuracy")
+    return rows
+
+
+def _xnli(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: bool) -> list[dict]:
+    langs = list(cfg.eval) or [cfg.train]
+    try:
+        train_rows = load_xnli(cfg.train, "train", cfg.xnli_train_size or None)
+        eval_rows = {lang: load_xnli(lang, "test", cfg.xnli_eval_size or None) for lang in langs}
+    except HubUnavailable as e:
+        msg = f"XNLI skipped: {e}"
+        print(f"alignfreeze probe: {msg}", file=sys.stderr)
+        meta["skipped"] = [msg]
+        return []
+    rows: list[dict] = []
+    for seed in tqdm(cfg.seed_list, desc="xnli seeds", unit="seed", disable=not progress):
+        accs = xnli_probe(extractor, train_rows, eval_rows, seed=seed, probe=_probe(cfg, seed))
+        for lang, acc in accs.items():
+            base = {"model": name, "lang": lang, "task": "xnli", "seed": seed, "metric": "accuracy",
+                    "split": "eval", "train_lang": cfg.train, "n": len(eval_rows[lang]), "file": f"xnli/{lang}/test"}
+            rows += _rows(base, extractor.layers, acc)
+    return rows
+
+
+def run_probe(cfg: ProbeConfig, *, model=None, tokenizer=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Run ``cfg``; returns the tidy table and the run metadata (config, model, pooling,
+    layers, data files, environment, wall time).
+
+    ``model``/``tokenizer`` may be passed already loaded (``cfg.model`` is then only a name).
+    """
+    from core.features import WordFeatureExtractor
+    from core.manifest import base_weight_hash, read_manifest
+
+    cfg.check()
+    t0 = time.time()
+    if model is None:
+        from core.models import load
+
+        model, tokenizer = load(cfg.model)
+    elif tokenizer is None:
+        raise ValueError("run_probe: pass the tokenizer together with a loaded model")
+    extractor = WordFeatureExtractor(model, tokenizer, layers=cfg.layers, pooling=cfg.pooling,
+                                     batch_size=cfg.batch_size, max_length=cfg.max_length or None,
+                                     progress=progress)
+    name = cfg.model_name or cfg.model
+    ckpt = read_manifest(cfg.model) if Path(cfg.model).is_dir() else None
+    meta: dict = {
+        "kind": "probe",
+        "config": to_dict(cfg),
+        "model": {"name": cfg.model, "weight_hash": base_weight_hash(model),
+                  "model_type": getattr(model.config, "model_type", None),
+                  "base_model": (ckpt or {}).get("base_model")},
+        "pooling": cfg.pooling,
+        "layers": list(extractor.layers),
+    }
+    run = {"upos": _upos, "translation": _translation, "xnli": _xnli}[cfg.task]
+    rows = run(cfg, extractor, name, meta, progress)
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    if cfg.task == "upos" and cfg.control and len(df):
+        df = pd.concat([df, selectivity_rows(df, "upos", "upos-control")], ignore_index=True)
+    files = [p for p in meta.get("data", {}) if Path(p).is_file()]
+    from core.manifest import data_file_entries
+
+    meta["data_files"] = data_file_entries(files)
+    meta["rows"] = len(df)
+    meta["wall_time_s"] = round(time.time() - t0, 3)
+    meta["environment"] = environment()
+    return df, meta
+
+
+def metadata_path(out: str | Path) -> Path:
+    """The metadata JSON next to a result CSV: ``probe.csv`` -> ``probe.json``."""
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise ValueError(f"{out}: the probe table must be a .csv file")
+    return out.with_suffix(".json")
+
+
+def write_results(df: pd.DataFrame, meta: dict, out: str | Path) -> tuple[Path, Path]:
+    """Write the table (CSV) and its metadata (JSON) atomically; returns both paths."""
+    meta_file = metadata_path(out)
+    atomic_write_text(out, df.to_csv(index=False))
+    atomic_write_json(meta_file, meta)
+    return Path(out), meta_file
