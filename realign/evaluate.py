@@ -15,6 +15,7 @@ the number of scored examples and ``file`` the dataset split).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,9 +108,10 @@ def predict_upos(model, tokenizer, sentences: Sequence[Sentence], *, batch_size:
 # ----------------------------------------------------------------------------- XNLI
 
 def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE switch the hub off."""
     from core.models import is_offline
 
-    return is_offline() or str(__import__("os").environ.get("HF_DATASETS_OFFLINE", "0")) not in ("0", "", "false")
+    return is_offline() or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
 def load_xnli(lang: str, split: str = "test"):

@@ -55,6 +55,7 @@ weights (tested); the free half gets task + realignment.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -250,15 +251,20 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
 def step_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     """Example indices of optimizer step ``step``: consecutive slices of a stream of seeded
     per-epoch permutations (a pure function of ``step`` and ``seed``)."""
-    import numpy as np
-
     out: list[int] = []
     start = step * batch_size
     while len(out) < batch_size:
         epoch, pos = divmod(start + len(out), n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        perm = _epoch_permutation(seed, epoch, n)
         out.extend(perm[pos : pos + batch_size - len(out)].tolist())
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, n: int):
+    import numpy as np
+
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 # ----------------------------------------------------------------------------- model
@@ -420,7 +426,9 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
     warmup = math.ceil(config.warmup_ratio * steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     model.train(config.dropout)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # the scheduler is NOT prepared: accelerate would step it once per process, but our
+    # step count is already global (one step = one global batch split over the processes)
+    model, optimizer = accelerator.prepare(model, optimizer)
     params = dict(accelerator.unwrap_model(model).named_parameters())
     free = [params[n] for n in free_names]
 

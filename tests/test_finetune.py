@@ -17,6 +17,7 @@ from realign.finetune import (
     build_examples,
     collate,
     finetune,
+    step_indices,
     subword_labels,
     task_loss_sum,
     token_labels,
@@ -63,6 +64,15 @@ def test_examples_cover_every_token_once_even_when_windowed(tiny_models, fixture
     b = collate(ex[:3], tok.pad_token_id)
     assert b["input_ids"].shape == b["labels"].shape == b["attention_mask"].shape
     assert (b["labels"][b["attention_mask"] == 0] == IGNORE).all()
+
+
+def test_step_indices_cover_each_epoch_once_and_are_seeded():
+    first_epoch = [i for step in range(5) for i in step_indices(step, 4, 20, seed=3)]
+    assert sorted(first_epoch) == list(range(20))
+    assert step_indices(7, 4, 20, seed=3) == step_indices(7, 4, 20, seed=3)
+    assert step_indices(0, 4, 20, seed=3) != step_indices(0, 4, 20, seed=4)
+    across = step_indices(1, 6, 10, seed=0)  # a batch that spans the epoch boundary
+    assert len(across) == 6 and len(set(across[:4])) == 4
 
 
 def test_config_validation():
@@ -185,6 +195,7 @@ def test_finetune_cli_from_a_saved_base_model(tiny_models, fixtures_dir, tmp_pat
     assert main(argv) == 0
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "finetune" and m["config"]["grad_accumulation"] == 2 and m["parent"] is None
+    assert m["warmup_steps"] == 1 and m["lr"] == 2e-5  # 10% of 2 steps, rounded up; the family's rate
     from core.models import load_model
 
     tagger = load_model(out, task="token-classification")
