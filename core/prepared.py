@@ -344,7 +344,11 @@ def ensure_prepared(name: str, cache_dir: str | Path | None = None, *, force: bo
         return folder
     from filelock import FileLock
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RuntimeError(f"{folder.parent}: cannot create the model cache ({e.strerror}); choose "
+                           "another with --cache DIR or the ALIGNFREEZE_CACHE variable") from e
     with FileLock(str(folder.parent / f".{name}.lock")):
         if not force and is_prepared(name, cache_dir):
             return folder
@@ -373,9 +377,9 @@ def _build(spec: PreparedModel, folder: Path, progress: bool) -> None:
                          for p in files]
             src_files = []
             for role, p in sources.items():
-                if p.is_file():
-                    src_files.append({"role": role, "path": str(p), "sha256": file_sha256(p),
-                                      "bytes": p.stat().st_size})
+                for q in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())):
+                    src_files.append({"role": role, "path": str(q), "sha256": file_sha256(q),
+                                      "bytes": q.stat().st_size})
             step("hashes")
             write_manifest(tmp, {
                 "kind": "prepared",

