@@ -277,7 +277,8 @@ class MultiLayerLinearProbe:
 
     def predict(self, X: LayeredArray) -> np.ndarray:
         """Predicted labels ``(layers, N)`` (values from ``classes_``)."""
-        return self.classes_[self.decision_function(X).argmax(-1)]
+        best = self.decision_function(X).argmax(-1)
+        return self.classes_[best]
 
     def score(self, X: LayeredArray, y: Sequence) -> np.ndarray:
         """Accuracy per layer ``(layers,)``; labels never seen in training count as wrong."""
