@@ -434,7 +434,6 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
 
     # 4. the loop
     rank, world = accelerator.process_index, accelerator.num_processes
-    micro = config.batch_size // config.grad_accumulation
     history: list[dict] = []
     bar = tqdm(total=steps, desc="finetune", unit="step", disable=not (progress and accelerator.is_local_main_process))
     for step in range(steps):
@@ -457,6 +456,7 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
             parts["realign"] = rparts["total"]
         # (b) task gradient, micro-batch by micro-batch; the loss is normalised by the
         # labelled tokens of the whole step so accumulation equals one big batch
+        micro = math.ceil(len(idx) / config.grad_accumulation)  # this process's share, split
         chunks = [idx[k : k + micro] for k in range(0, len(idx), micro)] or [[]]
         n_lab = sum(sum(x != IGNORE for x in examples[i].labels) for i in idx)
         task_total = 0.0
