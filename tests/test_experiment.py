@@ -4,6 +4,7 @@ that do not stop the grid, the paper-style table by hand, and config errors."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +116,16 @@ def test_grid_end_to_end_resumable_and_failures_do_not_stop_it(tmp_path, tiny_di
     assert printed.out.count("done already, skipped") == len(good)
     assert "cell tiny__dictionary__bad__s1 failed" in printed.out
     assert {f: f.stat().st_mtime_ns for f in cells.glob("*/results.csv")} == stamps
+
+    # a half-finished cell (killed during fine-tuning) reuses its finished realignment
+    half = cells / "tiny__dictionary__full__s2"
+    (half / "results.csv").unlink()
+    shutil.rmtree(half / "finetuned")
+    realigned_stamp = (half / "realigned" / "manifest.json").stat().st_mtime_ns
+    report_half = run_experiment(path)
+    assert report_half.ran == ["tiny__dictionary__full__s2"]
+    assert (half / "realigned" / "manifest.json").stat().st_mtime_ns == realigned_stamp
+    assert (half / "finetuned" / "manifest.json").is_file()
 
     # fix the bad strategy: only its cells run, and the failures file empties
     cfg = _config(fixtures_dir, tiny_dir)
