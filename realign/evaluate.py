@@ -158,6 +158,11 @@ def _load(model_or_dir, tokenizer, task: str):
     if isinstance(model_or_dir, str | Path):
         name = str(model_or_dir)
         manifest = read_manifest(name) if Path(name).is_dir() else None
+        if manifest is not None and manifest.get("kind") != "finetune":
+            raise ValueError(f"{name}: a {manifest.get('kind')!r} checkpoint has no trained task head; "
+                             f"fine-tune it first (alignfreeze finetune --model {name} ...)")
+        if manifest is not None and manifest.get("task", "upos") != task:
+            raise ValueError(f"{name}: fine-tuned for {manifest.get('task')!r}, not {task!r}")
         hf_task = "token-classification" if task == "upos" else "sequence-classification"
         if hf_task == "token-classification":
             model = load_model(name, task=hf_task)

@@ -3,6 +3,7 @@ multiword tokens, first-sub-word pooling, specials/padding never scored, XNLI sk
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 
 import pandas as pd
@@ -160,6 +161,13 @@ def test_evaluate_cli(tagger_dir, fixtures_dir, tmp_path, capsys):
     assert list(df["lang"]) == ["en", "fr"] and len(df) == 2
     assert main(["evaluate", str(tagger_dir), "--treebank", str(tmp_path / "missing.conllu")]) == 2
     assert "missing.conllu" in capsys.readouterr().err
+    from core.manifest import write_manifest
+
+    realigned = tmp_path / "realigned"
+    shutil.copytree(tagger_dir, realigned)
+    write_manifest(realigned, {"kind": "realign"})
+    assert main(["evaluate", str(realigned), "--treebank", str(fixtures_dir / "en_demo-ud-test.conllu")]) == 2
+    assert "no trained task head" in capsys.readouterr().err
 
 
 def test_xnli_code_path_on_a_local_stand_in(tiny_models, fixtures_dir, tmp_path, monkeypatch):
