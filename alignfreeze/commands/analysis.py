@@ -1,7 +1,209 @@
-"""``alignfreeze analysis`` commands (see the corresponding issue)."""
+"""``alignfreeze drift | cka | align-eval | plot``: representation analysis and figures."""
 
 from __future__ import annotations
 
+import sys
+
+# kept in step with analysis.plots.KINDS (not imported here: parser building stays light)
+KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution")
+
 
 def register(sub) -> None:
-    """Add this area's sub-commands to the parser (none yet)."""
+    """Add ``drift``, ``cka``, ``align-eval`` and ``plot`` to the parser."""
+    p = sub.add_parser(
+        "drift", help="per-layer drift of checkpoints against their base (CKA, cosine, L2) -> tidy CSV",
+        description="For every layer and language (from the treebank file name): linear and debiased "
+                    "CKA between the base and each checkpoint on the same words, mean cosine distance "
+                    "and relative L2 change of each word vector, with bootstrap CIs over sentences. "
+                    "Streams chunks of sentences (memory bounded by one chunk and d x d statistics). "
+                    "A checkpoint whose manifest names another base (weight hash) is refused unless --force.",
+    )
+    p.add_argument("--base", required=True, help="base (pretrained) model name or folder")
+    p.add_argument("--model", required=True, nargs="+", help="checkpoint folder(s) to compare")
+    p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s), glob(s) or UD folder(s)")
+    _common(p)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over sentences (0: no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--chunk-sentences", type=int, default=512, help="sentences per streamed chunk")
+    p.add_argument("--cka-ci-words", type=int, default=1000,
+                   help="words (whole sentences) in the subsample used for CKA CIs")
+    p.add_argument("--max-sentences", type=int, default=None, help="first N sentences per treebank")
+    p.add_argument("--force", action="store_true", help="compare even when the manifest names another base")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=run_drift_cmd)
+
+    p = sub.add_parser("cka", help="layer x layer linear CKA of one model or two -> tidy CSV",
+                       description="Linear CKA (feature space) between every layer of A and every layer of "
+                                   "B (A itself when B is absent) on the words of the treebank(s).")
+    p.add_argument("--model", required=True, action="append", help="model A; repeat for model B")
+    p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s)")
+    _common(p)
+    p.add_argument("--max-words", type=int, default=10000, help="use the words of the first sentences up to N")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=run_cka_cmd)
+
+    p = sub.add_parser("align-eval", help="per-layer word and sentence retrieval on parallel data -> tidy CSV",
+                       description="Sentence retrieval (mean-pooled, accuracy@1 both directions) on --src/--tgt "
+                                   "(two CoNLL-U files joined on sent_id, or line-aligned text); word retrieval "
+                                   "(weak/strong, cosine/CSLS, with and without mean-centring) on the links of "
+                                   "--pairs (JSONL from `alignfreeze pairs`).")
+    p.add_argument("--model", required=True)
+    p.add_argument("--src", default=None, help="source side of parallel sentences")
+    p.add_argument("--tgt", default=None, help="target side of parallel sentences")
+    p.add_argument("--pairs", default=None, help="pairs JSONL with word links")
+    _common(p)
+    p.add_argument("--csls-k", type=int, default=10, help="CSLS neighbourhood (0: cosine only)")
+    p.add_argument("--max-words", type=int, default=5000, help="linked word pairs used at most")
+    p.add_argument("--limit", type=int, default=1000, help="sentence pairs used at most")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=run_align_cmd)
+
+    p = sub.add_parser("plot", help="figure from a tidy table (PNG + SVG + the numbers as CSV)",
+                       description="KIND: " + ", ".join(KINDS) + ". Writes OUT.png, OUT.svg and OUT.csv.")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--input", required=True, nargs="+", help="tidy CSV table(s)")
+    p.add_argument("--out", required=True, help="output stem (suffix ignored)")
+    p.add_argument("--metric", default=None, help="metric to show (default depends on KIND)")
+    p.add_argument("--baseline", default=None, help="forgetting: the pretrained model's label")
+    p.set_defaults(func=run_plot_cmd)
+
+
+def _common(p) -> None:
+    p.add_argument("--layers", default="all", help="layers: all, last, middle, emb, N, A-B, comma lists")
+    p.add_argument("--pooling", default="first", choices=("first", "mean", "last", "sum"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _extractor(model, tok, args):
+    from core.features import WordFeatureExtractor
+
+    return WordFeatureExtractor(model, tok, layers=args.layers, pooling=args.pooling,
+                                batch_size=args.batch_size, progress=args.progress)
+
+
+def _treebanks(specs) -> list:
+    from core.conllu import find_treebanks
+
+    files = []
+    for s in specs:
+        files.extend(find_treebanks(s))
+    return files
+
+
+def _write(df, out) -> None:
+    from pathlib import Path
+
+    from core.io import atomic_write_text
+
+    if Path(out).suffix.lower() != ".csv":
+        raise ValueError(f"{out}: output must be a .csv file")
+    atomic_write_text(out, df.to_csv(index=False))
+
+
+def run_drift_cmd(args) -> int:
+    import itertools
+
+    import pandas as pd
+
+    from analysis.drift import check_base, drift_rows, model_label
+    from core.conllu import read_conllu, treebank_lang
+    from core.models import load
+
+    files = _treebanks(args.treebank)
+    base, tok = load(args.base)
+    base_ex = _extractor(base, tok, args)
+    exs = {}
+    for m in args.model:
+        model, mtok = load(m)
+        note = check_base(base, m, force=args.force)
+        print(f"{m}: {note}", file=sys.stderr)
+        label = model_label(m)
+        if label in exs:
+            label = m
+        exs[label] = _extractor(model, mtok, args)
+    rows = []
+    for f in files:
+        lang = treebank_lang(f)
+        sents = list(itertools.islice(read_conllu(f), args.max_sentences))
+        if not sents:
+            raise ValueError(f"{f}: no sentences")
+        for r in drift_rows(base_ex, exs, sents, lang, n_boot=args.bootstrap, seed=args.seed,
+                            chunk_sentences=args.chunk_sentences, cka_ci_words=args.cka_ci_words):
+            rows.append({"base": model_label(args.base), **r, "treebank": str(f)})
+    df = pd.DataFrame(rows)
+    _write(df, args.out)
+    print(f"{args.out}: {len(df)} rows ({len(exs)} model(s), {len(files)} treebank(s), layers {list(base_ex.layers)})")
+    return 0
+
+
+def run_cka_cmd(args) -> int:
+    import pandas as pd
+
+    from analysis.cka import layer_cka_matrix
+    from analysis.drift import model_label
+    from core.conllu import read_sentences
+    from core.models import load
+
+    if len(args.model) > 2:
+        raise ValueError(f"--model given {len(args.model)} times: expected A, or A and B")
+    files = _treebanks(args.treebank)
+    sents, total = [], 0
+    for s in read_sentences(files):
+        if total + len(s) > args.max_words and sents:
+            break
+        sents.append(s)
+        total += len(s)
+    feats = []
+    for m in args.model:
+        model, tok = load(m)
+        wf = _extractor(model, tok, args).extract(sents)
+        feats.append(wf)
+    valid = feats[0].valid.copy()
+    for wf in feats[1:]:
+        valid &= wf.valid
+    fa = {lay: x[valid] for lay, x in feats[0].features.items()}
+    fb = {lay: x[valid] for lay, x in feats[1].features.items()} if len(feats) == 2 else None
+    rows = layer_cka_matrix(fa, fb)
+    names = [model_label(m) for m in args.model]
+    df = pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": int(valid.sum())}
+                       for r in rows])
+    _write(df, args.out)
+    print(f"{args.out}: {len(df)} layer pairs on {int(valid.sum())} words")
+    return 0
+
+
+def run_align_cmd(args) -> int:
+    import pandas as pd
+
+    from analysis.alignment import align_eval, read_pairs_jsonl
+    from analysis.drift import model_label
+    from core.conllu import treebank_lang
+    from core.models import load
+    from core.parallel import read_parallel
+
+    if (args.src is None) != (args.tgt is None):
+        raise ValueError("give both --src and --tgt (parallel sentences), or neither")
+    if args.src is None and args.pairs is None:
+        raise ValueError("nothing to evaluate: give --src/--tgt (sentence retrieval) and/or --pairs (word retrieval)")
+    sent_pairs = read_parallel(args.src, args.tgt, limit=args.limit) if args.src else None
+    linked = read_pairs_jsonl(args.pairs)[: args.limit] if args.pairs else None
+    model, tok = load(args.model)
+    rows = align_eval(_extractor(model, tok, args), sentence_pairs=sent_pairs, linked_pairs=linked,
+                      csls_k=args.csls_k, max_words=args.max_words)
+    src = treebank_lang(args.src) if args.src else "src"
+    tgt = treebank_lang(args.tgt) if args.tgt else "tgt"
+    df = pd.DataFrame([{"model": model_label(args.model), "src": src, "tgt": tgt, **r} for r in rows])
+    cols = ["model", "src", "tgt", "layer", "task", "candidates", "score", "centred", "direction", "metric",
+            "value", "n"]
+    _write(df[cols], args.out)
+    print(f"{args.out}: {len(df)} rows")
+    return 0
+
+
+def run_plot_cmd(args) -> int:
+    from analysis.plots import plot_from_tables
+
+    paths = plot_from_tables(args.kind, args.input, args.out, metric=args.metric, baseline=args.baseline)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

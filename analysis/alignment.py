@@ -1,0 +1,185 @@
+"""Cross-lingual alignment per layer: word retrieval and sentence retrieval.
+
+Word retrieval (the reference's per-layer alignment measure): for every linked word pair
+``(s, t)`` of a pairs JSONL (``{"id", "src", "tgt", "links"}``, as written by
+``alignfreeze pairs``), the query ``s`` must retrieve ``t`` by cosine nearest neighbour.
+
+- ``weak``: the candidates are the linked words of the OTHER language only;
+- ``strong``: the candidates are the linked words of BOTH languages, the query excluded
+  (a same-language neighbour counts as a miss);
+- ``csls``: cross-domain similarity local scaling (Conneau et al. 2018, k = 10):
+  ``2 cos(x, y) - r(x) - r(y)`` with ``r`` the mean cosine to the k nearest candidates /
+  queries, penalising hubs;
+- ``centred``: each language's mean vector is subtracted first.
+
+Sentence retrieval: sentences are the mean of their word vectors; accuracy@1 of finding the
+translation among all target sentences (both directions).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LinkedPair:
+    """One sentence pair with its 0-based word links."""
+
+    id: str
+    src: list[str]
+    tgt: list[str]
+    links: list[tuple[int, int]]
+
+
+def read_pairs_jsonl(path: str | Path) -> list[LinkedPair]:
+    """Read a pairs JSONL file; every malformed line is an error naming file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such pairs file")
+    out = []
+    with p.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}:{lineno}: invalid JSON ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise ValueError(f"{p}:{lineno}: expected an object with id, src, tgt, links")
+            missing = [k for k in ("src", "tgt", "links") if k not in obj]
+            if missing:
+                raise ValueError(f"{p}:{lineno}: missing key(s) {missing}; expected id, src, tgt, links")
+            src, tgt, links = obj["src"], obj["tgt"], obj["links"]
+            if not (isinstance(src, list) and isinstance(tgt, list) and all(isinstance(w, str) for w in src + tgt)):
+                raise ValueError(f"{p}:{lineno}: src and tgt must be lists of words (strings)")
+            good = []
+            for link in links if isinstance(links, list) else [None]:
+                if not (isinstance(link, list | tuple) and len(link) == 2 and all(isinstance(i, int) for i in link)):
+                    raise ValueError(f"{p}:{lineno}: links must be [[src_index, tgt_index], ...], got {link!r}")
+                i, j = link
+                if not (0 <= i < len(src) and 0 <= j < len(tgt)):
+                    raise ValueError(f"{p}:{lineno}: link {link} out of range ({len(src)} source, "
+                                     f"{len(tgt)} target words)")
+                good.append((i, j))
+            out.append(LinkedPair(str(obj.get("id", lineno)), src, tgt, good))
+    if not out:
+        raise ValueError(f"{p}: no sentence pairs")
+    return out
+
+
+def _normalise(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    n = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(n > 0, n, 1.0)
+
+
+def _topk_mean(S: np.ndarray, k: int, axis: int) -> np.ndarray:
+    k = max(1, min(k, S.shape[axis]))
+    part = -np.partition(-S, k - 1, axis=axis)
+    part = part[:k] if axis == 0 else part[:, :k]
+    return part.mean(axis=axis)
+
+
+def retrieval_accuracy(Q: np.ndarray, C: np.ndarray, target: np.ndarray, *, csls_k: int = 0,
+                       exclude: np.ndarray | None = None) -> float:
+    """Accuracy@1 of queries ``Q`` retrieving candidate ``target[i]`` among ``C`` (cosine).
+
+    ``csls_k > 0`` scores with CSLS; ``exclude[i]`` is a candidate index query ``i`` may not
+    retrieve (itself, in the strong setting), or -1.
+    """
+    if len(Q) == 0:
+        raise ValueError("no queries")
+    S = _normalise(Q) @ _normalise(C).T
+    if exclude is not None:
+        rows = np.nonzero(exclude >= 0)[0]
+        S[rows, exclude[rows]] = -np.inf
+    if csls_k > 0:
+        finite = np.where(np.isfinite(S), S, -1.0)
+        rq = _topk_mean(finite, csls_k, axis=1)
+        rc = _topk_mean(finite, csls_k, axis=0)
+        S = 2 * S - rq[:, None] - rc[None, :]
+    return float((S.argmax(1) == np.asarray(target)).mean())
+
+
+def word_retrieval(Xs: np.ndarray, Xt: np.ndarray, *, csls_k: int = 0, centre: bool = False) -> list[dict]:
+    """Weak and strong word retrieval for aligned rows ``Xs[i] <-> Xt[i]``, both directions."""
+    Xs = np.asarray(Xs, dtype=np.float64)
+    Xt = np.asarray(Xt, dtype=np.float64)
+    if Xs.shape != Xt.shape:
+        raise ValueError(f"aligned word matrices differ in shape: {Xs.shape} != {Xt.shape}")
+    if centre:
+        Xs, Xt = Xs - Xs.mean(0), Xt - Xt.mean(0)
+    n = len(Xs)
+    idx = np.arange(n)
+    rows = []
+    for direction, Q, C in (("src->tgt", Xs, Xt), ("tgt->src", Xt, Xs)):
+        rows.append({"candidates": "weak", "direction": direction,
+                     "value": retrieval_accuracy(Q, C, idx, csls_k=csls_k)})
+        both = np.concatenate([C, Q])  # other language first, then the query's language
+        rows.append({"candidates": "strong", "direction": direction,
+                     "value": retrieval_accuracy(Q, both, idx, csls_k=csls_k, exclude=idx + n)})
+    return rows
+
+
+def sentence_retrieval(Ss: np.ndarray, St: np.ndarray) -> list[dict]:
+    """Accuracy@1 of translation retrieval between aligned sentence vectors, both directions."""
+    idx = np.arange(len(Ss))
+    return [{"direction": "src->tgt", "value": retrieval_accuracy(Ss, St, idx)},
+            {"direction": "tgt->src", "value": retrieval_accuracy(St, Ss, idx)}]
+
+
+def sentence_means(feats: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean of the valid word vectors of each sentence (zeros for an empty sentence)."""
+    S = len(offsets) - 1
+    sent_of = np.repeat(np.arange(S), np.diff(offsets))
+    out = np.zeros((S, feats.shape[1]))
+    np.add.at(out, sent_of[valid], feats[valid].astype(np.float64))
+    cnt = np.bincount(sent_of[valid], minlength=S)
+    return out / np.maximum(cnt, 1)[:, None]
+
+
+def align_eval(extractor, *, sentence_pairs=None, linked_pairs: list[LinkedPair] | None = None,
+               csls_k: int = 10, max_words: int = 5000) -> list[dict]:
+    """Per-layer word retrieval (from ``linked_pairs``) and sentence retrieval (from
+    ``sentence_pairs``: objects with ``src``/``tgt`` word lists). Tidy rows."""
+    rows: list[dict] = []
+    if sentence_pairs:
+        fs = extractor.extract([p.src for p in sentence_pairs])
+        ft = extractor.extract([p.tgt for p in sentence_pairs])
+        for lay in extractor.layers:
+            ss = sentence_means(fs.features[lay], fs.offsets, fs.valid)
+            st = sentence_means(ft.features[lay], ft.offsets, ft.valid)
+            for r in sentence_retrieval(ss, st):
+                rows.append({"layer": lay, "task": "sentence", "candidates": "all", "score": "cosine",
+                             "centred": False, **r, "n": len(ss)})
+    if linked_pairs:
+        fs = extractor.extract([p.src for p in linked_pairs])
+        ft = extractor.extract([p.tgt for p in linked_pairs])
+        si, ti = [], []
+        for k, p in enumerate(linked_pairs):
+            for i, j in p.links:
+                a, b = fs.offsets[k] + i, ft.offsets[k] + j
+                if fs.valid[a] and ft.valid[b]:
+                    si.append(a)
+                    ti.append(b)
+        if not si:
+            raise ValueError("no linked word has a representation on both sides")
+        si, ti = np.asarray(si[:max_words]), np.asarray(ti[:max_words])
+        for lay in extractor.layers:
+            for score, k in (("cosine", 0), ("csls", csls_k)):
+                if score == "csls" and csls_k <= 0:
+                    continue
+                for centred in (False, True):
+                    for r in word_retrieval(fs.features[lay][si], ft.features[lay][ti], csls_k=k, centre=centred):
+                        rows.append({"layer": lay, "task": "word", "score": score, "centred": centred,
+                                     **r, "n": len(si)})
+    if not rows:
+        raise ValueError("nothing to evaluate: give parallel sentences (--src/--tgt) and/or --pairs")
+    for r in rows:
+        r["metric"] = "accuracy@1"
+    return rows
