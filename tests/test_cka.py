@@ -1,0 +1,151 @@
+"""CKA properties: self-similarity, invariances, equality with naive Gram formulas, NaN safety."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.cka import (
+    CKAStats,
+    CKAWarning,
+    MinibatchCKA,
+    debiased_cka,
+    layer_cka_matrix,
+    linear_cka,
+    rbf_cka,
+)
+
+
+def naive_linear(X, Y):
+    n = len(X)
+    H = np.eye(n) - 1.0 / n
+    K, L = H @ X @ X.T @ H, H @ Y @ Y.T @ H
+    return (K * L).sum() / np.sqrt((K * K).sum() * (L * L).sum())
+
+
+def naive_hsic_u(K, L):
+    n = len(K)
+    K, L = K.copy(), L.copy()
+    np.fill_diagonal(K, 0)
+    np.fill_diagonal(L, 0)
+    one = np.ones(n)
+    return (np.trace(K @ L) + one @ K @ one * (one @ L @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * one @ K @ L @ one) / (n * (n - 3))
+
+
+def naive_debiased(X, Y):
+    K, L = X @ X.T, Y @ Y.T
+    return naive_hsic_u(K, L) / np.sqrt(naive_hsic_u(K, K) * naive_hsic_u(L, L))
+
+
+def _data(seed, n=30, d1=8, d2=5, shift=2.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d1)) + shift
+    Y = X @ rng.normal(size=(d1, d2)) * 0.5 + rng.normal(size=(n, d2))
+    return X, Y
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 40), d=st.integers(1, 12))
+def test_self_cka_is_one(seed, n, d):
+    X = np.random.default_rng(seed).normal(size=(n, d))
+    assert linear_cka(X, X) == pytest.approx(1.0, abs=1e-6)
+    assert debiased_cka(X, X) == pytest.approx(1.0, abs=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(1e-3, 1e3))
+def test_invariant_to_rotation_and_isotropic_scaling(seed, scale):
+    X, Y = _data(seed)
+    Q, _ = np.linalg.qr(np.random.default_rng(seed + 1).normal(size=(8, 8)))
+    ref = linear_cka(X, Y, precision="float64")
+    assert linear_cka(X @ Q * scale, Y, precision="float64") == pytest.approx(ref, abs=1e-9)
+    assert debiased_cka(X @ Q * scale, Y) == pytest.approx(debiased_cka(X, Y), abs=1e-8)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_linear_equals_naive_gram_formula(seed):
+    X, Y = _data(seed)
+    assert linear_cka(X, Y, precision="float64") == pytest.approx(naive_linear(X, Y), abs=1e-12)
+    assert linear_cka(X, Y) == pytest.approx(naive_linear(X, Y), abs=1e-6)
+    # torch tensors, float32 and different widths
+    assert linear_cka(torch.tensor(X, dtype=torch.float32), torch.tensor(Y)) == pytest.approx(naive_linear(X, Y), abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_debiased_equals_naive_unbiased_hsic(seed):
+    X, Y = _data(seed, n=25)
+    assert debiased_cka(X, Y) == pytest.approx(naive_debiased(X, Y), abs=1e-10)
+
+
+def test_streaming_stats_equal_one_shot():
+    X, Y = _data(3, n=200, shift=50.0)  # a large offset: the shift keeps accuracy
+    s = CKAStats()
+    for a in range(0, 200, 37):
+        s.update(X[a:a + 37], Y[a:a + 37])
+    assert s.n == 200
+    assert s.linear() == pytest.approx(naive_linear(X, Y), abs=1e-10)
+    assert s.debiased() == pytest.approx(naive_debiased(X, Y), abs=1e-8)
+
+
+def test_minibatch_cka_nan_safe_on_tiny_batches_and_constants():
+    X, Y = _data(0, n=40)
+    m = MinibatchCKA()
+    for a in (0, 2, 3):  # batches of 2, 1, 1 rows: skipped
+        m.update(X[a:a + (2 if a == 0 else 1)], Y[a:a + (2 if a == 0 else 1)])
+    assert m.skipped_ == 3 and m.batches_ == 0
+    with pytest.warns(CKAWarning):
+        assert m.value() == 0.0
+    for a in range(4, 40, 6):
+        m.update(X[a:a + 6], Y[a:a + 6])
+    v = m.value()
+    assert np.isfinite(v) and 0 < v <= 1.0001
+    # constant features: defined as 0 with a warning, never NaN
+    C = np.ones((10, 3))
+    with pytest.warns(CKAWarning):
+        assert linear_cka(C, X[:10]) == 0.0
+    with pytest.warns(CKAWarning):
+        assert MinibatchCKA().update(C, X[:10]).value() == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(MinibatchCKA().update(X[:4], Y[:4]).value())
+
+
+def test_minibatch_single_batch_equals_debiased():
+    X, Y = _data(1, n=30)
+    assert MinibatchCKA().update(X, Y).value() == pytest.approx(debiased_cka(X, Y), abs=1e-12)
+
+
+def test_rbf_cka_self_and_subsample():
+    X, Y = _data(2, n=60)
+    assert rbf_cka(X, X) == pytest.approx(1.0, abs=1e-9)
+    v = rbf_cka(X, Y)
+    assert 0 < v < 1
+    sub = rbf_cka(X, Y, max_n=40, seed=1)
+    assert 0 < sub < 1 and sub != v
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="same number of rows"):
+        linear_cka(np.ones((3, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="2-D"):
+        linear_cka(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="at least 4"):
+        debiased_cka(np.eye(3), np.eye(3))
+
+
+def test_layer_matrix_is_symmetric_with_unit_diagonal():
+    X, Y = _data(4, n=50)
+    rows = layer_cka_matrix({0: X, 1: Y, 2: X[:, :3]})
+    m = {(r["layer_a"], r["layer_b"]): r["cka"] for r in rows}
+    assert len(m) == 9
+    for i in range(3):
+        assert m[(i, i)] == pytest.approx(1.0, abs=1e-6)
+        for j in range(3):
+            assert m[(i, j)] == pytest.approx(m[(j, i)])
+    assert m[(0, 1)] == pytest.approx(naive_linear(X, Y), abs=1e-6)
