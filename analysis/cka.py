@@ -7,7 +7,8 @@ Linear CKA is computed in FEATURE space::
 with ``Xc``, ``Yc`` the column-centred inputs: O(n d^2) time and O(d^2) memory instead of
 the O(n^2) of Gram-matrix libraries, identical values. Centring is done in float64; the
 products run as float32 GEMMs over row blocks of ``block_rows`` whose partial sums are
-accumulated in float64 (``precision="float64"`` runs everything in float64).
+accumulated in float64 (``precision="float64"`` runs everything in float64). Means are
+always computed in float64.
 
 Debiased CKA uses the unbiased HSIC estimator of Song et al. (2012), as in Nguyen et al.
 (2021), also evaluated in feature space. With ``K = X X^T`` and ``Kt`` = ``K`` with a zero
@@ -79,17 +80,29 @@ def _ratio(num: float, den_sq: float, what: str) -> float:
 
 
 def _gram_blocks(Xc: np.ndarray, Yc: np.ndarray, block_rows: int, precision: str):
-    """``(Xc^T Xc, Yc^T Yc, Xc^T Yc)`` in float64, float32 GEMMs over row blocks."""
+    """``(Xc^T Xc, Yc^T Yc, Xc^T Yc)`` in float64; ``mixed``: float32 GEMMs (torch) over row
+    blocks whose partial sums are added in float64."""
+    import torch
+
     d1, d2 = Xc.shape[1], Yc.shape[1]
     sxx = np.zeros((d1, d1)); syy = np.zeros((d2, d2)); sxy = np.zeros((d1, d2))  # noqa: E702
-    dt = np.float64 if precision == "float64" else np.float32
+    dt = torch.float64 if precision == "float64" else torch.float32
     for a in range(0, Xc.shape[0], block_rows):
-        xb = Xc[a:a + block_rows].astype(dt, copy=False)
-        yb = Yc[a:a + block_rows].astype(dt, copy=False)
-        sxx += xb.T @ xb
-        syy += yb.T @ yb
-        sxy += xb.T @ yb
+        xb = torch.from_numpy(np.ascontiguousarray(Xc[a:a + block_rows])).to(dt)
+        yb = torch.from_numpy(np.ascontiguousarray(Yc[a:a + block_rows])).to(dt)
+        sxx += (xb.T @ xb).double().numpy()
+        syy += (yb.T @ yb).double().numpy()
+        sxy += (xb.T @ yb).double().numpy()
     return sxx, syy, sxy
+
+
+def _centre(X: np.ndarray, precision: str) -> np.ndarray:
+    """Column-centred copy; the mean is computed in float64. float32 input in mixed mode stays
+    float32 (the subtraction is exact to the data's own precision)."""
+    mean = X.mean(0, dtype=np.float64)
+    if precision == "mixed" and X.dtype == np.float32:
+        return X - mean.astype(np.float32)
+    return X.astype(np.float64) - mean
 
 
 def linear_cka(X, Y, *, block_rows: int = 2048, precision: str = "mixed") -> float:
@@ -106,9 +119,7 @@ def linear_cka(X, Y, *, block_rows: int = 2048, precision: str = "mixed") -> flo
     if precision not in ("mixed", "float64"):
         raise ValueError(f"precision must be 'mixed' or 'float64', not {precision!r}")
     X, Y = _pair(X, Y)
-    Xc = X.astype(np.float64) - X.astype(np.float64).mean(0)
-    Yc = Y.astype(np.float64) - Y.astype(np.float64).mean(0)
-    sxx, syy, sxy = _gram_blocks(Xc, Yc, block_rows, precision)
+    sxx, syy, sxy = _gram_blocks(_centre(X, precision), _centre(Y, precision), block_rows, precision)
     num = float((sxy * sxy).sum())
     den = float((sxx * sxx).sum()) * float((syy * syy).sum())
     return _ratio(num, den, "linear_cka")
