@@ -98,7 +98,8 @@ def throughput(cache: Path, n_sent: int, batch_size: int, repeats: int, pooling:
     n_tokens = int(sum(b.attention_mask.sum() for b in batches))
     mb, me = statistics.median(t_bare), statistics.median(t_ext)
     return {"sentences": len(sents), "words": n_words, "tokens": n_tokens, "bare_s": mb, "extract_s": me,
-            "ratio": me / mb, "layers": len(ex.layers)}
+            "ratio": me / mb, "ratio_min": min(t_ext) / min(t_bare), "layers": len(ex.layers),
+            "all_bare": t_bare, "all_extract": t_ext}
 
 
 def main() -> None:
@@ -108,7 +109,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(PREPARED_MODELS), choices=list(PREPARED_MODELS))
     ap.add_argument("--sentences", type=int, default=1000, help="PUD English sentences (file has 1000)")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pooling", default="first", choices=("first", "mean", "last", "sum"),
                     help="sub-word pooling of the extractor (its default: first)")
     args = ap.parse_args()
@@ -159,7 +160,10 @@ def main() -> None:
                 f"| `WordFeatureExtractor` (tokenise + forward + {args.pooling}-pool 13 layers + copy to host) | "
                 f"{tp['extract_s']:.2f} | {tp['words'] / tp['extract_s']:,.0f} |",
                 "",
-                f"**Ratio extraction / bare forward: {tp['ratio']:.3f}x.**",
+                f"**Ratio extraction / bare forward: {tp['ratio']:.3f}x** (medians; "
+                f"{tp['ratio_min']:.3f}x on the fastest run of each). Runs, alternating: bare "
+                f"{', '.join(f'{t:.1f}' for t in tp['all_bare'])} s; extraction "
+                f"{', '.join(f'{t:.1f}' for t in tp['all_extract'])} s.",
             ]
     body += ["", f"Load average (1 min) at start / end: {load_start:.1f} / {os.getloadavg()[0]:.1f} on "
                  f"{os.cpu_count()} cores: other jobs shared the machine when this is above the core count, "
