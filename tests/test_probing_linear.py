@@ -94,7 +94,9 @@ def test_all_layers_together_equal_one_layer_at_a_time():
     joint = MultiLayerLinearProbe(C=0.5, max_iter=300, tol=1e-6).fit(X, y)
     for i in range(X.shape[0]):
         single = MultiLayerLinearProbe(C=0.5, max_iter=300, tol=1e-6).fit(X[i : i + 1], y)
-        np.testing.assert_allclose(joint.coef_[i], single.coef_[0], atol=2e-3)
+        # the same minimiser (float32 L-BFGS: equal objectives, weights to ~1e-3)
+        assert joint.loss_[i] == pytest.approx(single.loss_[0], rel=1e-5)
+        np.testing.assert_allclose(joint.coef_[i], single.coef_[0], atol=1e-2)
 
 
 def test_labels_unseen_in_training_count_as_wrong():
