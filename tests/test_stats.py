@@ -1,0 +1,80 @@
+"""Paired tests, Holm correction, summaries, and typology (URIEL via lang2vec)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.stats import holm, paired_test, summarize
+
+
+def _table(shift: float, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for lang in ("en", "fr", "de", "fi", "tr"):
+        for s in (1, 2, 3):
+            base = rng.random()
+            for layer in (0, 1):
+                rows.append({"strategy": "full", "lang": lang, "seed": s, "layer": layer, "value": base})
+                rows.append({"strategy": "front", "lang": lang, "seed": s, "layer": layer,
+                             "value": base + (shift if layer == 1 else 0.0) + noise * rng.normal()})
+    return pd.DataFrame(rows)
+
+
+def test_paired_test_detects_a_planted_shift_only_where_planted():
+    df = _table(0.05)
+    out = paired_test(df, condition="strategy", a="full", b="front", match=["lang", "seed"], by=["layer"],
+                      correction="holm").set_index("layer")
+    assert out.loc[1, "n"] == 15
+    assert out.loc[1, "mean_diff"] == pytest.approx(0.05, abs=0.01)
+    assert out.loc[1, "p_t"] < 1e-6 and out.loc[1, "p_wilcoxon"] < 1e-3
+    assert out.loc[0, "p_t"] > 0.01
+    assert out.loc[1, "p_t_holm"] >= out.loc[1, "p_t"]
+
+
+def test_paired_test_errors():
+    df = _table(0.0)
+    with pytest.raises(ValueError, match="no rows"):
+        paired_test(df, condition="strategy", a="full", b="back", match=["lang", "seed"])
+    with pytest.raises(ValueError, match="lacks column"):
+        paired_test(df, condition="strategy", a="full", b="front", match=["model"])
+
+
+def test_holm_by_hand():
+    adj = holm([0.01, 0.04, 0.03])
+    np.testing.assert_allclose(adj, [0.03, 0.06, 0.06])
+    assert holm([0.9, 0.8]).max() <= 1.0
+
+
+def test_summarize_mean_std():
+    df = pd.DataFrame({"lang": ["en", "en", "fr"], "value": [1.0, 3.0, 2.0]})
+    out = summarize(df, ["lang"]).set_index("lang")
+    assert out.loc["en", "mean"] == 2.0 and out.loc["en", "std"] == pytest.approx(np.sqrt(2))
+    assert out.loc["fr", "std"] == 0.0 and out.loc["fr", "n"] == 1
+
+
+def test_correlate_spearman():
+    from analysis.typology import correlate
+
+    t = pd.DataFrame({"lang": list("abcdef"), "gain": [5, 4, 3, 2, 1, 0], "distance": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+                      "feature": "syntactic"})
+    r = correlate(t).iloc[0]
+    assert r["spearman_rho"] == pytest.approx(-1.0) and r["n"] == 6
+
+
+def test_uriel_distances_cached(tmp_path):
+    pytest.importorskip("lang2vec.lang2vec")
+    from analysis.typology import gain_vs_distance, iso3, uriel_distance
+
+    assert iso3("fr") == "fra" and iso3("fa") == "pes"
+    with pytest.raises(KeyError, match="xx"):
+        iso3("xx")
+    d_fr = uriel_distance("en", "fr", "syntactic", cache_dir=tmp_path)
+    d_ko = uriel_distance("en", "ko", "syntactic", cache_dir=tmp_path)
+    assert 0 <= d_fr < d_ko <= 1
+    assert uriel_distance("en", "en", "syntactic", cache_dir=tmp_path) == pytest.approx(0.0, abs=1e-12)
+    assert (tmp_path / "uriel.json").is_file()
+    t = gain_vs_distance(pd.DataFrame({"lang": ["fr", "ko"], "gain": [1.0, -2.0]}), "en", ["syntactic"],
+                         cache_dir=tmp_path)
+    assert list(t["distance"]) == pytest.approx([d_fr, d_ko])
