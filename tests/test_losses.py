@@ -176,7 +176,7 @@ def test_realignment_loss_losses_and_reg(tiny_models):
     reg, parts = realignment_loss(model, tok, BATCH, _cfg(reg_weight=2.0), initial_state=init)
     n = model.transformer.layer[0].ffn.lin1.weight.numel()
     assert parts["reg"] == pytest.approx(0.25 * n, rel=1e-4)
-    assert float(reg) == pytest.approx(float(plain) + 2.0 * 0.25 * n, rel=1e-4)
+    assert float(reg.detach()) == pytest.approx(float(plain.detach()) + 2.0 * 0.25 * n, rel=1e-4)
 
 
 def test_links_to_truncated_words_are_dropped(tiny_models):
