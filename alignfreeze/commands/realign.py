@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 
 def register(sub) -> None:
@@ -62,6 +63,8 @@ def run_realign(args) -> int:
 
     cfg = from_args(RealignConfig, args)
     out = realign(cfg, progress=args.progress, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate/torchrun only the main process reports
+        return 0
     from core.manifest import read_manifest
 
     m = read_manifest(out)
