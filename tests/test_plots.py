@@ -102,3 +102,17 @@ def test_layer_attribution_tiny_tagger(tiny_models):
     assert (df["share"] > 0).all()
     # the model's predictions are unchanged (attribution must not modify the model)
     assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_attribution_cli(tiny_models, fixtures_dir, tmp_path):
+    model, tok = tiny_models("bert", "token-classification")
+    d = tmp_path / "tagger"
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    out = tmp_path / "attr.csv"
+    assert main(["attribution", "--model", str(d), "--treebank", str(fixtures_dir / "en_demo-ud-test.conllu"),
+                 "--steps", "2", "--max-sentences", "2", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert list(df["layer"]) == [0, 1, 2] and (df["n_sentences"] == 2).all()
+    assert main(["plot", "attribution", "--input", str(out), "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a.svg").is_file()

@@ -58,6 +58,27 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=run_align_cmd)
 
+    p = sub.add_parser("attribution", help="per-layer captum attribution of a tagger's predictions -> tidy CSV",
+                       description="LayerIntegratedGradients of each sentence's predicted-tag logits to every "
+                                   "layer's output; mean share of |attribution| per layer and language.")
+    p.add_argument("--model", required=True, help="token-classification checkpoint")
+    p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s); language from the file name")
+    p.add_argument("--layers", default="all")
+    p.add_argument("--steps", type=int, default=16, help="integration steps")
+    p.add_argument("--max-sentences", type=int, default=50, help="sentences per language")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=run_attribution_cmd)
+
+    p = sub.add_parser("typology", help="per-language gains against URIEL distances (lang2vec) -> tidy CSV",
+                       description="Reads a CSV with columns lang, gain; writes lang, gain, feature, distance "
+                                   "(cosine distance of URIEL vectors to --reference) and prints Pearson and "
+                                   "Spearman correlations per feature set.")
+    p.add_argument("--gains", required=True, help="CSV with columns lang, gain")
+    p.add_argument("--reference", required=True, help="training language (e.g. en)")
+    p.add_argument("--features", nargs="+", default=["syntactic", "genetic", "geographic"])
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=run_typology_cmd)
+
     p = sub.add_parser("plot", help="figure from a tidy table (PNG + SVG + the numbers as CSV)",
                        description="KIND: " + ", ".join(KINDS) + ". Writes OUT.png, OUT.svg and OUT.csv.")
     p.add_argument("kind", choices=KINDS)
@@ -206,4 +227,39 @@ def run_plot_cmd(args) -> int:
 
     paths = plot_from_tables(args.kind, args.input, args.out, metric=args.metric, baseline=args.baseline)
     print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def run_attribution_cmd(args) -> int:
+    import itertools
+
+    from analysis.attribution import layer_attribution
+    from core.conllu import read_conllu, treebank_lang
+    from core.models import load
+
+    model, tok = load(args.model, task="token-classification")
+    by_lang: dict = {}
+    for f in _treebanks(args.treebank):
+        by_lang.setdefault(treebank_lang(f), []).extend(
+            s.tokens for s in itertools.islice(read_conllu(f), args.max_sentences))
+    df = layer_attribution(model, tok, by_lang, layers=args.layers, n_steps=args.steps,
+                           max_sentences=args.max_sentences)
+    _write(df, args.out)
+    print(f"{args.out}: {len(df)} rows ({len(by_lang)} language(s))")
+    return 0
+
+
+def run_typology_cmd(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from analysis.typology import correlate, gain_vs_distance
+
+    if not Path(args.gains).is_file():
+        raise FileNotFoundError(f"{args.gains}: no such gains table")
+    gains = pd.read_csv(args.gains)
+    table = gain_vs_distance(gains, args.reference, args.features)
+    _write(table, args.out)
+    print(correlate(table).to_string(index=False))
     return 0
