@@ -147,10 +147,10 @@ class CKAStats:
     def update(self, X, Y) -> CKAStats:
         """Accumulate a chunk of paired rows (returns self)."""
         X, Y = _pair(X, Y)
-        X = X.astype(np.float64)
-        Y = Y.astype(np.float64)
+        # mixed precision keeps float32 chunks float32 (no float64 copies of a chunk)
+        work = np.float32 if self.precision == "mixed" and X.dtype == Y.dtype == np.float32 else np.float64
         if self.shift_x is None:
-            self.shift_x, self.shift_y = X.mean(0), Y.mean(0)
+            self.shift_x, self.shift_y = X.mean(0, dtype=np.float64), Y.mean(0, dtype=np.float64)
             d1, d2 = X.shape[1], Y.shape[1]
             self.sx, self.sy = np.zeros(d1), np.zeros(d2)
             self.sxx, self.syy, self.sxy = np.zeros((d1, d1)), np.zeros((d2, d2)), np.zeros((d1, d2))
@@ -161,22 +161,23 @@ class CKAStats:
         elif X.shape[1] != self.sx.shape[0] or Y.shape[1] != self.sy.shape[0]:
             raise ValueError(f"feature sizes changed between chunks: {X.shape[1]}, {Y.shape[1]} "
                              f"!= {self.sx.shape[0]}, {self.sy.shape[0]}")
-        X = X - self.shift_x
-        Y = Y - self.shift_y
+        X = X.astype(work) - self.shift_x.astype(work)
+        Y = Y.astype(work) - self.shift_y.astype(work)
         self.n += X.shape[0]
-        self.sx += X.sum(0)
-        self.sy += Y.sum(0)
+        self.sx += X.sum(0, dtype=np.float64)
+        self.sy += Y.sum(0, dtype=np.float64)
         sxx, syy, sxy = _gram_blocks(X, Y, 4096, self.precision)
         self.sxx += sxx
         self.syy += syy
         self.sxy += sxy
         if self.debiased_terms:
-            a = (X * X).sum(1)
-            b = (Y * Y).sum(1)
+            a = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+            b = np.einsum("ij,ij->i", Y, Y, dtype=np.float64)
             self.sa += a.sum(); self.sb += b.sum(); self.sab += (a * b).sum()  # noqa: E702
             self.saa += (a * a).sum(); self.sbb += (b * b).sum()  # noqa: E702
-            self.sxa += X.T @ a; self.sxb += X.T @ b  # noqa: E702
-            self.sya += Y.T @ a; self.syb += Y.T @ b  # noqa: E702
+            aw, bw = a.astype(work), b.astype(work)
+            self.sxa += X.T @ aw; self.sxb += X.T @ bw  # noqa: E702
+            self.sya += Y.T @ aw; self.syb += Y.T @ bw  # noqa: E702
         return self
 
     def centred(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

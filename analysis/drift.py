@@ -152,14 +152,16 @@ class LayerDrift:
     def update(self, h: np.ndarray, hp: np.ndarray, offsets: np.ndarray, valid: np.ndarray,
                sub_mask: np.ndarray, sent_base: int) -> None:
         """Add one chunk: ``h``/``hp`` (N, D) base / checkpoint word vectors."""
-        h64 = h.astype(np.float64)
-        hp64 = hp.astype(np.float64)
-        n_h = np.linalg.norm(h64, axis=1)
-        n_p = np.linalg.norm(hp64, axis=1)
+        # no float64 copies of the chunk: float64 accumulation inside einsum
+        n_h = np.sqrt(np.einsum("ij,ij->i", h, h, dtype=np.float64))
+        n_p = np.sqrt(np.einsum("ij,ij->i", hp, hp, dtype=np.float64))
         ok = valid & (n_h > 0) & (n_p > 0)
         self.zero_norm += int((valid & ~((n_h > 0) & (n_p > 0))).sum())
-        cos = 1.0 - (h64 * hp64).sum(1) / np.where(ok, n_h * n_p, 1.0)
-        rel = np.linalg.norm(hp64 - h64, axis=1) / np.where(ok, n_h, 1.0)
+        dot = np.einsum("ij,ij->i", h, hp, dtype=np.float64)
+        cos = 1.0 - dot / np.where(ok, n_h * n_p, 1.0)
+        diff = hp - h  # in the features' own precision: exact for nearby values
+        rel = np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64)) / np.where(ok, n_h, 1.0)
+        del diff
         cos = np.where(ok, np.clip(cos, 0.0, 2.0), 0.0)
         rel = np.where(ok, rel, 0.0)
         sent_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
