@@ -1,1 +1,14 @@
-"""probing: see README."""
+"""probing: per-layer linear probes on word and sentence representations (floor 2).
+
+- :class:`probing.linear.MultiLayerLinearProbe`: one logistic-regression probe per layer,
+  all layers fitted in one batched torch pass (``backend="sklearn"`` for parity checks);
+- :mod:`probing.control`: Hewitt & Liang control tasks, selectivity, mean ± std over seeds;
+- :mod:`probing.semantic`: translation matching / pair probe on parallel data, XNLI;
+- :mod:`probing.run`: :class:`~probing.run.ProbeConfig` -> :func:`~probing.run.run_probe` ->
+  the tidy table (``alignfreeze probe``). See docs/probing.md.
+"""
+
+from .control import ControlTask, selectivity, summarize
+from .linear import MultiLayerLinearProbe
+
+__all__ = ["ControlTask", "MultiLayerLinearProbe", "selectivity", "summarize"]
