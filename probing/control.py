@@ -69,11 +69,12 @@ class ControlTask:
     def transform(self, words: Sequence[str]) -> np.ndarray:
         """Control labels of ``words`` (each distinct type hashed once)."""
         self._check_fitted()
-        arr = np.asarray([w.lower() for w in words] if self.lowercase else list(words), dtype=object)
-        if arr.size == 0:
+        ids: dict[str, int] = {}  # a dict, not np.unique: numpy strings drop trailing NULs
+        inverse = np.fromiter((ids.setdefault(w.lower() if self.lowercase else w, len(ids)) for w in words),
+                              dtype=np.int64, count=len(words))
+        if not ids:
             return np.asarray([], dtype=self.labels_.dtype)
-        types, inverse = np.unique(arr.astype(str), return_inverse=True)
-        u = np.fromiter((_uniform(t, self.seed) for t in types), dtype=np.float64, count=len(types))
+        u = np.fromiter((_uniform(t, self.seed) for t in ids), dtype=np.float64, count=len(ids))
         idx = np.minimum(np.searchsorted(self.cdf_, u, side="right"), len(self.labels_) - 1)
         return self.labels_[idx][inverse]
 

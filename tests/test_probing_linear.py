@@ -21,7 +21,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def planted(seed: int, n: int = 600, d: int = 12, k: int = 4):
+def planted(seed: int, n: int = 1200, d: int = 12, k: int = 4):
     """Layer 0 carries a linear label (y = argmax of a random projection), layer 1 is noise."""
     rng = np.random.default_rng(seed)
     x0 = rng.normal(size=(n, d))
@@ -35,7 +35,7 @@ def planted(seed: int, n: int = 600, d: int = 12, k: int = 4):
 @given(seed=st.integers(0, 2**31 - 1))
 def test_probe_recovers_planted_linear_label_for_any_seed(seed):
     X, y = planted(seed)
-    tr, te = slice(0, 400), slice(400, None)
+    tr, te = slice(0, 900), slice(900, None)
     probe = MultiLayerLinearProbe(C=10.0, seed=seed).fit(X[:, tr], y[tr])
     acc = probe.score(X[:, te], y[te])
     chance = np.bincount(y[te]).max() / len(y[te])  # majority-class rate bounds a useless probe
