@@ -29,6 +29,7 @@ from .io import atomic_dir, atomic_write_text
 from .pooling import pool_subwords
 
 SentenceLike = Sentence | Sequence[str]
+DEVICE_BUFFER_BYTES = 4 << 30  # features of one chunk kept on the accelerator up to this size
 
 
 def _as_tokens(sent: SentenceLike) -> tuple[list[str], list[int] | None]:
@@ -207,8 +208,11 @@ class WordFeatureExtractor:
         items, n_windowed = self._windows(token_lists) if n_tok else ([], 0)
         # longest first: less padding, and an out-of-memory shows up at once
         items.sort(key=lambda it: -(it[2] - it[1]))
-        tok_feats: np.ndarray | None = None
-        tok_valid = np.zeros(n_tok, dtype=bool)
+        # the chunk's features are gathered where the model runs (one transfer to the host
+        # at the end instead of a synchronising copy per batch and layer), unless that
+        # would take more than DEVICE_BUFFER_BYTES of accelerator memory
+        buf: torch.Tensor | None = None
+        buf_valid: torch.Tensor | None = None
         for k in range(0, len(items), self.batch_size):
             chunk = items[k : k + self.batch_size]
             enc = encode_words(self.tokenizer, [token_lists[s][a:b] for s, a, b in chunk]).to(self.device)
@@ -219,12 +223,22 @@ class WordFeatureExtractor:
             for i, layer in enumerate(self.layers):
                 # one layer at a time: no stacked copy of all hidden states
                 words, counts = pool_subwords(hs[layer], enc.word_index, enc.n_words, self.pooling, flat=True)
-                if tok_feats is None:
-                    tok_feats = np.zeros((len(self.layers), n_tok, words.shape[-1]), dtype=np.float32)
-                tok_feats[i, dest] = words.float().cpu().numpy()
-            tok_valid[dest] = (counts > 0).cpu().numpy()
+                if buf is None:
+                    nbytes = len(self.layers) * n_tok * words.shape[-1] * 4
+                    place = self.device if nbytes <= DEVICE_BUFFER_BYTES else torch.device("cpu")
+                    # every token row is written by exactly one window: no zero fill needed
+                    buf = torch.empty((len(self.layers), n_tok, words.shape[-1]), dtype=torch.float32, device=place)
+                    buf_valid = torch.zeros(n_tok, dtype=torch.bool, device=place)
+                    dest_dev = buf.device
+                dest_t = torch.from_numpy(dest).to(dest_dev, non_blocking=True)
+                buf[i].index_copy_(0, dest_t, words.to(dest_dev, torch.float32))
+            buf_valid.index_copy_(0, dest_t, (counts > 0).to(dest_dev))
             if bar is not None:
                 bar.update(len({s for s, _, _ in chunk}))
+        if buf is None:
+            tok_feats, tok_valid = np.zeros((len(self.layers), 0, 0), dtype=np.float32), np.zeros(0, dtype=bool)
+        else:
+            tok_feats, tok_valid = buf.cpu().numpy(), buf_valid.cpu().numpy()
         # syntactic words: gather the surface token that carries each word
         gather, w_off = [], [0]
         for s, (toks, w2t) in enumerate(converted):
@@ -232,8 +246,6 @@ class WordFeatureExtractor:
             gather.append(tok_off[s] + idx)
             w_off.append(w_off[-1] + len(idx))
         g = np.concatenate(gather) if gather else np.zeros(0, dtype=np.int64)
-        if tok_feats is None:
-            tok_feats = np.zeros((len(self.layers), 0, 0), dtype=np.float32)
         if len(g) == n_tok and bool((g == np.arange(n_tok)).all()):
             # no multiword tokens: words are the tokens, keep views instead of copies
             feats = {layer: tok_feats[i] for i, layer in enumerate(self.layers)}
