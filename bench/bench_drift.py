@@ -105,6 +105,9 @@ def main() -> None:
     ap.add_argument("--chunk-sentences", type=int, default=512)
     ap.add_argument("--real-sentences", type=int, default=256)
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--real-words", type=int, default=0,
+                    help="run the REAL part on PUD sentences repeated up to this many words (0: one chunk "
+                         "of --real-sentences); with 200000 the whole target run is real")
     args = ap.parse_args()
     from transformers import DistilBertConfig, DistilBertModel
 
@@ -129,6 +132,11 @@ def main() -> None:
             texts = [" ".join(s.tokens) for s in sents[:2000]]
             tok = train_tokenizer(texts, "bert", vocab_size=8000)
             real = sents[: args.real_sentences]
+            if args.real_words:  # PUD sentences repeated up to the requested number of words
+                real, total_real = [], 0
+                while total_real < args.real_words:
+                    real.append(sents[len(real) % len(sents)])
+                    total_real += len(real[-1])
             n_real_words = sum(len(s) for s in real)
             exb = WordFeatureExtractor(base, tok, pooling="first", batch_size=32, progress=False)
             exp = WordFeatureExtractor(pert, tok, pooling="first", batch_size=32, progress=False)
@@ -139,7 +147,7 @@ def main() -> None:
             cka1 = [r["value"] for r in rows_real if r["metric"] == "cka" and r["layer"] == 1][0]
             real_note = (f"{len(real)} PUD sentences, {n_real_words} words, 7 layers: {t_real:.1f} s "
                          f"({n_real_words / t_real:.0f} words/s for base + checkpoint + statistics; "
-                         f"CKA at layer 1 = {cka1:.4f})")
+                         f"CKA at layer 1 = {cka1:.4f}; peak RSS so far {mon.peak / 2**30:.2f} GB)")
         # ---- 2. full size, synthetic features through the same streaming code
         lens = [len(s) for s in sents] or [20] * 1000
         stream, total, i = [], 0, 0

@@ -63,8 +63,14 @@ def test_correlate_spearman():
     assert r["spearman_rho"] == pytest.approx(-1.0) and r["n"] == 6
 
 
-def test_uriel_distances_cached(tmp_path):
+@pytest.fixture(scope="module")
+def uriel_cache(tmp_path_factory):
     pytest.importorskip("lang2vec.lang2vec")
+    return tmp_path_factory.mktemp("uriel")
+
+
+def test_uriel_distances_cached(uriel_cache):
+    tmp_path = uriel_cache
     from analysis.typology import gain_vs_distance, iso3, uriel_distance
 
     assert iso3("fr") == "fra" and iso3("fa") == "pes"
@@ -78,3 +84,20 @@ def test_uriel_distances_cached(tmp_path):
     t = gain_vs_distance(pd.DataFrame({"lang": ["fr", "ko"], "gain": [1.0, -2.0]}), "en", ["syntactic"],
                          cache_dir=tmp_path)
     assert list(t["distance"]) == pytest.approx([d_fr, d_ko])
+
+
+def test_typology_cli(uriel_cache, tmp_path, monkeypatch, capsys):
+    from alignfreeze.cli import main
+
+    monkeypatch.setenv("ALIGNFREEZE_CACHE", str(uriel_cache))
+    gains = tmp_path / "g.csv"
+    pd.DataFrame({"lang": ["fr", "de", "ko", "tr"], "gain": [0.5, 0.4, -1.0, -0.8]}).to_csv(gains, index=False)
+    out = tmp_path / "t.csv"
+    assert main(["typology", "--gains", str(gains), "--reference", "en", "--features", "syntactic",
+                 "--out", str(out)]) == 0
+    t = pd.read_csv(out)
+    assert list(t.columns) == ["lang", "gain", "feature", "distance"] and len(t) == 4
+    assert "spearman_rho" in capsys.readouterr().out
+    bad = tmp_path / "b.csv"
+    pd.DataFrame({"lang": ["fr"], "x": [1]}).to_csv(bad, index=False)
+    assert main(["typology", "--gains", str(bad), "--reference", "en", "--out", str(out)]) == 2
