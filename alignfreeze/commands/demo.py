@@ -9,12 +9,13 @@ def register(sub) -> None:
                    help="model to use (default: e5-small when the 'models' extra is installed, "
                         "else a tiny random BERT built on the spot)")
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--quick", action="store_true", help="tiny random model, for tests")
+    p.add_argument("--quick", action="store_true", help="tiny random model and few steps (seconds; for tests)")
+    p.add_argument("--steps", type=int, default=None, help="realignment steps per strategy (default 8; 4 with --quick)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from alignfreeze.pipeline import run_demo
 
-    run_demo(out=args.out, model=args.model, quick=args.quick)
+    run_demo(out=args.out, model=args.model, quick=args.quick, steps=args.steps)
     return 0
