@@ -5,6 +5,7 @@ below; results go through files (checkpoints with manifests, tidy CSV tables).""
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def run_demo(out: str | Path = "runs/demo", model: str | None = None, quick: boo
                             # exact Adam that skips the embedding rows no pair ever touched:
                             # e5's 250k-row vocabulary makes dense Adam the slowest part on a CPU
                             embedding_update="touched")
+        if Path(cfg.out).exists():  # the demo's own output of an earlier run: start afresh
+            shutil.rmtree(cfg.out)
         t0 = time.perf_counter()
         checkpoints[label] = realign(cfg, model=copy.deepcopy(base), tokenizer=tok, progress=False)
         _say("realign", f"{label} (freeze {spec}): {n_steps} steps in {time.perf_counter() - t0:.0f} s "

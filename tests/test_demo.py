@@ -26,3 +26,9 @@ def test_demo_quick_writes_tables_figures_and_checkpoints(tmp_path, capsys):
             assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 0
     for label in ("full", "front"):
         assert (tmp_path / f"realign-{label}" / "manifest.json").is_file()
+
+
+def test_demo_runs_twice_in_the_same_folder(tmp_path):
+    assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "drift.csv").is_file()
