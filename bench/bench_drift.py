@@ -170,7 +170,7 @@ Base: DistilmBERT-size architecture (119,547 vocab, 6 blocks, 768 dims) with ran
 checkpoint: a perturbed copy (both in memory throughout: {rss_models / 2**30:.2f} GB RSS after loading).
 Chunks of {args.chunk_sentences} sentences, {args.bootstrap} bootstrap replicates.
 
-- Real chunk: {real_note}.
+- Real ({"full run, --real-words" if args.real_words else "one chunk"}): {real_note}.
 - Full size: {len(stream)} sentences, {total} words (PUD sentence lengths of {len(files)} file(s), repeated),
   7 layers x 768 dims; **features synthetic** (2 CPU cores cannot run 2 x 200,000 words through
   the model in reasonable time), statistics, subsample and bootstraps by the real streaming code:
