@@ -50,9 +50,26 @@ def load_features(args) -> tuple[dict, str]:
 
     files = {"train": UD / "en_ewt-ud-dev.conllu", "eval": UD / "en_ewt-ud-test.conllu"}
     real = prepared.is_available("e5-small") and all(f.is_file() for f in files.values())
+    ud_only = not real and all(f.is_file() for f in files.values())
     if real:
         model, tok = load("e5-small")
         source = "e5-small (multilingual-e5-small, 4-bit-dequantised), all 13 layers x 384"
+    elif ud_only:
+        # e5-small cannot travel to a GPU machine (470 MB): real EWT text through a random-weight
+        # full-size DistilmBERT architecture (token identity carries much of UPOS)
+        from transformers import DistilBertConfig, DistilBertModel
+
+        from core.tiny import train_tokenizer
+
+        texts = [" ".join(s.tokens) for f in files.values() for s in read_treebank(f)]
+        tok = train_tokenizer(texts, "distilbert", vocab_size=30000)
+        tok.model_max_length = 512
+        import torch
+
+        torch.manual_seed(0)
+        model = DistilBertModel(DistilBertConfig(vocab_size=119547, dim=768, n_layers=6, n_heads=12,
+                                                 hidden_dim=3072)).eval().to(args.device)
+        source = "random-weight full-size DistilmBERT architecture (7 layers x 768), 30k WordPiece trained on EWT"
     else:
         from core.tiny import tiny_model
 
@@ -66,7 +83,8 @@ def load_features(args) -> tuple[dict, str]:
         sents = read_treebank(f, args.max_sentences or None)
         if not real:
             sents = sents * 200
-        cache = Path(args.cache) / f"{'e5' if real else 'fallback'}-{f.stem}-{args.max_sentences}"
+        kind = "e5" if real else ("distilmbert" if ud_only else "fallback")
+        cache = Path(args.cache) / f"{kind}-{f.stem}-{args.max_sentences}"
         if not (cache / "index.json").is_file():
             ex.extract_to_disk(sents, cache, dtype="float32")
         wf = ShardedFeatures(cache).load()
@@ -91,12 +109,16 @@ def sklearn_loop(Xtr, ytr, Xte, yte, C, max_iter, tol):
     return time.perf_counter() - t0, np.asarray(accs), iters
 
 
-def batched(Xtr, ytr, Xte, yte, C, max_iter, tol):
+def batched(Xtr, ytr, Xte, yte, C, max_iter, tol, device="cpu"):
+    import torch
+
     from probing.linear import MultiLayerLinearProbe
 
     t0 = time.perf_counter()
-    probe = MultiLayerLinearProbe(C, max_iter=max_iter, tol=tol).fit(Xtr, ytr)
+    probe = MultiLayerLinearProbe(C, max_iter=max_iter, tol=tol, device=device).fit(Xtr, ytr)
     accs = probe.score(Xte, yte)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - t0, accs, probe.n_iter_
 
 
@@ -115,6 +137,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS/torch threads for BOTH sides (default 1: this machine is shared, and "
                          "oversubscribed threads make timings meaningless)")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the batched probe (and feature extraction); scikit-learn runs on the CPU")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
     args = ap.parse_args()
     from threadpoolctl import threadpool_limits
@@ -128,7 +152,9 @@ def main() -> None:
     print(source, flush=True)
     warnings.simplefilter("ignore", ConvergenceWarning)  # reported below through the iteration counts
     load = os.getloadavg()[0]
-    t_b, acc_b, it_b = batched(Xtr, ytr, Xte, yte, args.C, args.max_iter, args.tol)
+    if args.device.startswith("cuda"):  # warm-up: CUDA context and kernels, not counted
+        batched(Xtr, ytr, Xte, yte, args.C, 2, args.tol, args.device)
+    t_b, acc_b, it_b = batched(Xtr, ytr, Xte, yte, args.C, args.max_iter, args.tol, args.device)
     print(f"batched torch: {t_b:.1f} s, {it_b} iterations", flush=True)
     t_s, acc_s, it_s = sklearn_loop(Xtr, ytr, Xte, yte, args.C, args.max_iter, args.tol)
     print(f"sklearn loop: {t_s:.1f} s, iterations {it_s}", flush=True)
@@ -145,8 +171,8 @@ def main() -> None:
         "",
         "| | time (s) | iterations |",
         "|---|---:|---:|",
-        f"| `MultiLayerLinearProbe` (torch, all layers in one L-BFGS run) | {t_b:.1f} | {it_b} |",
-        f"| scikit-learn `LogisticRegression` per layer | {t_s:.1f} | {sum(it_s)} in all (max {max(it_s)}) |",
+        f"| `MultiLayerLinearProbe` (torch on {args.device}, all layers in one L-BFGS run) | {t_b:.1f} | {it_b} |",
+        f"| scikit-learn `LogisticRegression` per layer (CPU, {args.threads} thread(s)) | {t_s:.1f} | {sum(it_s)} in all (max {max(it_s)}) |",
         "",
         f"**Speed-up: {speedup:.1f}x** (target >= 5x: {'met' if ok_speed else 'MISSED'}). "
         f"**Largest accuracy gap: {gap:.2f} points** (target <= 1: {'met' if ok_acc else 'MISSED'}).",
@@ -156,7 +182,7 @@ def main() -> None:
         "| batched acc. | " + " | ".join(f"{a * 100:.2f}" for a in acc_b) + " |",
         "| sklearn acc. | " + " | ".join(f"{a * 100:.2f}" for a in acc_s) + " |",
     ]
-    if not ok_speed:
+    if not ok_speed and not args.device.startswith("cuda"):
         lines += [
             "",
             "Why the speed target is missed here: both sides run L-BFGS for about the same number of "
@@ -174,7 +200,8 @@ def main() -> None:
     if not args.no_write:
         from _results import write_section
 
-        write_section("probe", body)
+        device = args.device.split(":")[0]
+        write_section("probe" if device == "cpu" else f"probe-{device}", body)
 
 
 if __name__ == "__main__":
