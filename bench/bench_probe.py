@@ -77,11 +77,11 @@ def load_features(args) -> tuple[dict, str]:
         files = {"train": REPO / "core/fixtures/en_demo-ud-test.conllu",
                  "eval": REPO / "core/fixtures/en_demo-ud-test.conllu"}
         source = "FALLBACK: random-weight DistilmBERT-size encoder (7 layers x 768) on the demo sentences"
-    ex = WordFeatureExtractor(model, tok, layers="all", pooling="first", batch_size=32)
+    ex = WordFeatureExtractor(model, tok, layers="all", pooling="first", batch_size=32, progress=False)
     out = {}
     for split, f in files.items():
         sents = read_treebank(f, args.max_sentences or None)
-        if not real:
+        if not real and not ud_only:
             sents = sents * 200
         kind = "e5" if real else ("distilmbert" if ud_only else "fallback")
         cache = Path(args.cache) / f"{kind}-{f.stem}-{args.max_sentences}"
