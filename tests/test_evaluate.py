@@ -15,17 +15,6 @@ from core.conllu import UPOS_TAGS, read_conllu
 from realign.evaluate import COLUMNS, evaluate, label_names, predict_upos, upos_accuracy
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on a shared 2-core machine: intra-op threads only add spin-wait
-    (measured 300x slower under load), so this module runs single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def test_upos_accuracy_by_hand():
     gold = [["DET", "NOUN", "VERB"], ["PRON"]]
     pred = [["DET", "ADJ", "VERB"], [None]]

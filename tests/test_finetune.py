@@ -24,17 +24,6 @@ from realign.finetune import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on a shared 2-core machine: intra-op threads only add spin-wait
-    (measured 300x slower under load), so this module runs single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def test_subword_labels_first_only_or_all():
     word_ids = [None, 0, 0, 1, 2, 2, 2, None, None]
     assert subword_labels(word_ids, [3, 5, 7], False) == [IGNORE, 3, IGNORE, 5, 7, IGNORE, IGNORE, IGNORE, IGNORE]

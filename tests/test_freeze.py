@@ -11,15 +11,6 @@ from core.arch import layer_parameter_names
 from core.features import encode_words
 from realign.freeze import FREEZE_STRATEGIES, apply_freeze, frozen_layer_numbers, resolve_freeze
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and do not fight parallel test workers)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 FAMILIES = ("bert", "xlm-roberta", "distilbert", "gpt2", "llama", "qwen2")
 
 

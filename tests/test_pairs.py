@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from core.parallel import ParallelPair, read_parallel
 from realign.aligners import (
@@ -17,14 +16,6 @@ from realign.aligners import (
     similarity_links_from_vectors,
 )
 from realign.pairs import extract_pairs, one_to_one, read_pairs, write_pairs
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,6 @@ from probing.run import COLUMNS, ProbeConfig, run_probe
 from probing.tasks import check_vocabulary, unknown_word_rate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one BLAS thread is faster than two (and than fighting a busy machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     from core.tiny import tiny_model

@@ -10,17 +10,6 @@ from hypothesis import strategies as st
 from probing.linear import MultiLayerLinearProbe, unseen_label_rate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one BLAS thread is faster than two (and than fighting a busy machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def planted(seed: int, n: int = 1200, d: int = 12, k: int = 4):
     """Layer 0 carries a linear label (y = argmax of a random projection), layer 1 is noise."""
     rng = np.random.default_rng(seed)

@@ -17,17 +17,6 @@ from probing.semantic import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one BLAS thread is faster than two (and than fighting a busy machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sentence_vectors_average_valid_words_only():
     feats = np.arange(12, dtype=np.float32).reshape(6, 2)
     wf = WordFeatures((0, 3), {0: feats, 3: -feats}, np.array([0, 2, 6]),

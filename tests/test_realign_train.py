@@ -16,15 +16,6 @@ from realign.freeze import resolve_freeze
 from realign.pairs import extract_pairs, write_pairs
 from realign.train import CHECKPOINTS, latest_checkpoint, realign
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and do not fight parallel test workers)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 FAMILIES = ("bert", "xlm-roberta", "distilbert", "gpt2", "llama", "qwen2")
 
 
