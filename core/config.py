@@ -15,6 +15,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def option(default, help: str):
+    """A dataclass field with a default and its one-line doc (shown by the generated CLI)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def to_dict(cfg) -> dict[str, Any]:
     return {f.name: (list(v) if isinstance(v := getattr(cfg, f.name), tuple) else v)
             for f in dataclasses.fields(cfg)}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.config import option as _f
+
 LOSSES = ("word_infonce", "sentence_infonce", "l2")
 NEGATIVES = ("strong", "weak")
 CANDIDATES = ("all", "aligned")
@@ -23,9 +25,6 @@ def default_lr(model_type: str | None) -> float:
     """The reference learning rate for a family (2e-5 when the paper gives none)."""
     return FAMILY_LR.get(model_type or "", DEFAULT_LR)
 
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass

@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.config import option as _f
 from core.conllu import UPOS_TAGS, Sentence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,9 +73,6 @@ TASKS = ("upos", "xnli")
 DEFAULT_EPOCHS = {"upos": 5, "xnli": 2}
 XNLI_LABELS = ("entailment", "neutral", "contradiction")  # the dataset's label ids 0, 1, 2
 
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
