@@ -32,3 +32,13 @@ def test_demo_runs_twice_in_the_same_folder(tmp_path):
     assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path)]) == 0
     assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "drift.csv").is_file()
+
+
+def test_facade_names_resolve():
+    import alignfreeze as af
+
+    assert callable(af.run_demo) and callable(af.run_experiment) and callable(af.load_experiment)
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        af.nope  # noqa: B018
