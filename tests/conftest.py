@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    """Factory: ``tiny_models(family, task="base")`` -> (model, tokenizer), built once."""
+    """Factory: ``tiny_models(family, task="base")`` -> (a fresh copy of the model, tokenizer), built once."""
     from core.tiny import tiny_model
 
     cache: dict = {}
@@ -37,7 +38,9 @@ def tiny_models():
     def get(family: str, task: str = "base"):
         if (family, task) not in cache:
             cache[(family, task)] = tiny_model(family, task=task)
-        return cache[(family, task)]
+        model, tok = cache[(family, task)]
+        # a fresh copy each time: a test that trains or edits its model never leaks into another
+        return copy.deepcopy(model), tok
 
     return get
 
