@@ -18,7 +18,6 @@ translation among all target sentences (both directions).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,40 +35,10 @@ class LinkedPair:
 
 
 def read_pairs_jsonl(path: str | Path) -> list[LinkedPair]:
-    """Read a pairs JSONL file; every malformed line is an error naming file and line."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such pairs file")
-    out = []
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{p}:{lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise ValueError(f"{p}:{lineno}: expected an object with id, src, tgt, links")
-            missing = [k for k in ("src", "tgt", "links") if k not in obj]
-            if missing:
-                raise ValueError(f"{p}:{lineno}: missing key(s) {missing}; expected id, src, tgt, links")
-            src, tgt, links = obj["src"], obj["tgt"], obj["links"]
-            if not (isinstance(src, list) and isinstance(tgt, list) and all(isinstance(w, str) for w in src + tgt)):
-                raise ValueError(f"{p}:{lineno}: src and tgt must be lists of words (strings)")
-            good = []
-            for link in links if isinstance(links, list) else [None]:
-                if not (isinstance(link, list | tuple) and len(link) == 2 and all(isinstance(i, int) for i in link)):
-                    raise ValueError(f"{p}:{lineno}: links must be [[src_index, tgt_index], ...], got {link!r}")
-                i, j = link
-                if not (0 <= i < len(src) and 0 <= j < len(tgt)):
-                    raise ValueError(f"{p}:{lineno}: link {link} out of range ({len(src)} source, "
-                                     f"{len(tgt)} target words)")
-                good.append((i, j))
-            out.append(LinkedPair(str(obj.get("id", lineno)), src, tgt, good))
-    if not out:
-        raise ValueError(f"{p}: no sentence pairs")
-    return out
+    """Read a word-pairs file (the format of :mod:`core.wordpairs`; errors name file and line)."""
+    from core.wordpairs import read_pairs
+
+    return [LinkedPair(r["id"], r["src"], r["tgt"], [(i, j) for i, j in r["links"]]) for r in read_pairs(path)]
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
