@@ -97,11 +97,12 @@ def cka_data(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------- draw
-def _heatmap(mat: pd.DataFrame, ax, label: str, title: str, *, cmap="viridis", center=None, vmin=None, vmax=None):
+def _heatmap(mat: pd.DataFrame, ax, label: str, title: str, *, cmap="viridis", center=None, vmin=None, vmax=None,
+             fmt: str = ".2f"):
     import seaborn as sns
 
     annot = mat.size <= 200
-    sns.heatmap(mat, ax=ax, cmap=cmap, center=center, vmin=vmin, vmax=vmax, annot=annot, fmt=".2f",
+    sns.heatmap(mat, ax=ax, cmap=cmap, center=center, vmin=vmin, vmax=vmax, annot=annot, fmt=fmt,
                 annot_kws={"fontsize": 7}, cbar_kws={"label": label})
     ax.set_title(title)
     return ax
@@ -114,8 +115,9 @@ def plot_drift(data: pd.DataFrame, lang: str, ax=None):
     d = data[data["lang"] == lang]
     mat = d.pivot_table(index="layer", columns="model", values="value")
     metric = d["metric"].iloc[0]
-    ax = _heatmap(mat, ax, UNITS.get(metric, metric), f"{lang}: {metric}",
-                  vmin=0 if metric.startswith("cka") else None, vmax=1 if metric.startswith("cka") else None)
+    # colours span the data, not 0-1: realignment moves CKA by hundredths, which a fixed
+    # scale paints as one flat colour
+    ax = _heatmap(mat, ax, UNITS.get(metric, metric), f"{lang}: {metric}", fmt=".3f")
     ax.set_xlabel("checkpoint / strategy")
     ax.set_ylabel("layer (0 = embeddings)")
     return ax
