@@ -61,6 +61,9 @@ class Sentence:
     path: str = ""
     line: int = 0
     comments: dict[str, str] = field(default_factory=dict)
+    space_after: list[bool] = field(default_factory=list)
+    """Per surface token: False where its MISC says ``SpaceAfter=No`` (running text glues
+    it to the next token, as in Chinese or before punctuation). Empty = unknown (all True)."""
 
     @property
     def forms(self) -> list[str]:
@@ -80,6 +83,7 @@ def _parse_sentence(
     words: list[Word] = []
     tokens: list[str] = []
     word_to_token: list[int] = []
+    space_after: list[bool] = []
     mwt_end = 0  # last word ID covered by the current multiword token
     for lineno, line in lines:
         cols = line.split("\t")
@@ -87,7 +91,8 @@ def _parse_sentence(
             raise ConlluError(
                 path, lineno, f"expected 10 tab-separated columns, found {len(cols)}"
             )
-        tid, form, lemma, upos, _xpos, _feats, head, deprel, _deps, _misc = cols
+        tid, form, lemma, upos, _xpos, _feats, head, deprel, _deps, misc = cols
+        no_space = "SpaceAfter=No" in misc.split("|")
         if m := _RANGE_ID.match(tid):
             a, b = int(m.group(1)), int(m.group(2))
             if a != len(words) + 1 or b <= a:
@@ -95,6 +100,7 @@ def _parse_sentence(
                     path, lineno, f"bad multiword-token range {tid!r}: expected {len(words) + 1}-N with N > {len(words) + 1}"
                 )
             tokens.append(form)
+            space_after.append(not no_space)
             mwt_end = b
             continue
         if _EMPTY_ID.match(tid):
@@ -126,6 +132,7 @@ def _parse_sentence(
             word_to_token.append(len(tokens) - 1)
         else:
             tokens.append(form)
+            space_after.append(not no_space)
             word_to_token.append(len(tokens) - 1)
     if mwt_end > len(words):
         raise ConlluError(
@@ -135,7 +142,7 @@ def _parse_sentence(
         raise ConlluError(path, start, "sentence without any word line")
     sent_id = comments.get("sent_id", f"{Path(path).name}#{start}")
     text = comments.get("text", " ".join(tokens))
-    return Sentence(sent_id, text, words, tokens, word_to_token, path, start, comments)
+    return Sentence(sent_id, text, words, tokens, word_to_token, path, start, comments, space_after)
 
 
 def read_conllu(path: str | Path) -> Iterator[Sentence]:

@@ -100,3 +100,21 @@ def test_demo_fixtures_are_parallel_and_valid(fixtures_dir):
     ids = [[s.sent_id for s in v] for v in sents.values()]
     assert ids[0] == ids[1] == ids[2] and len(ids[0]) == 12
     assert any(len(s.tokens) < len(s.words) for s in sents["fr"])  # French has MWTs
+
+
+def test_space_after_is_read_per_surface_token(tmp_path):
+    f = tmp_path / "x.conllu"
+    f.write_text(
+        "# text = Il va au parc.\n"
+        "1\tIl\til\tPRON\t_\t_\t2\tnsubj\t_\t_\n"
+        "2\tva\taller\tVERB\t_\t_\t0\troot\t_\t_\n"
+        "3-4\tau\t_\t_\t_\t_\t_\t_\t_\t_\n"
+        "3\tà\tà\tADP\t_\t_\t5\tcase\t_\t_\n"
+        "4\tle\tle\tDET\t_\t_\t5\tdet\t_\t_\n"
+        "5\tparc\tparc\tNOUN\t_\t_\t2\tobl\t_\tSpaceAfter=No\n"
+        "6\t.\t.\tPUNCT\t_\t_\t2\tpunct\t_\t_\n\n",
+        encoding="utf-8",
+    )
+    (s,) = read_conllu(f)
+    assert s.tokens == ["Il", "va", "au", "parc", "."]
+    assert s.space_after == [True, True, True, False, True]
