@@ -1,267 +1,353 @@
-"""Figures from tidy tables only (seaborn, matplotlib Agg backend).
+"""Figures from tidy tables only (matplotlib, no pyplot state on the command line).
 
-Each figure has a ``*_data`` compute helper (tidy table -> the matrix or points drawn) and
-a ``plot_*`` function that only draws (optional ``ax``, returns it). :func:`save_figure`
-writes PNG, SVG and the numbers behind the figure as CSV next to them.
+Three layers, each in its own module:
 
-Tables read:
+- :mod:`analysis.plot_data`: ``*_data`` helpers, table -> the numbers drawn (validation,
+  display names, protocol order, means and stds over seeds, % units) and
+  :func:`~analysis.plot_data.colour_scale`;
+- :mod:`analysis.plot_draw`: ``plot_*`` functions that only draw one panel (optional
+  ``ax``, returned);
+- this module: :func:`figure` builds a whole multi-panel figure (one shared colour scale,
+  printed on it; panels in the protocol's order; real titles) and :func:`plot_from_tables`
+  reads CSV tables and writes PNG, SVG, PDF and the CSV of the numbers drawn.
 
-- drift: ``model, lang, layer, metric, value`` (``alignfreeze drift``)
-- probe / forgetting: ``model, lang, task, layer, seed, metric, value`` (``alignfreeze probe``)
-- cka: ``layer_a, layer_b, cka`` (``alignfreeze cka``)
-- typology: ``lang, gain, distance[, feature]`` (:func:`analysis.typology.gain_vs_distance`)
-- attribution: ``lang, layer, share`` (:func:`analysis.attribution.layer_attribution`)
+Tables read (KIND: columns; optional ones in brackets):
+
+- ``drift``: ``model, lang, layer, metric, value`` [``base, treebank``] (``alignfreeze drift``)
+- ``probe`` / ``forgetting``: ``model, lang, task, layer, metric, value`` [``seed, split,
+  train_lang, file``] (``alignfreeze probe``)
+- ``cka``: ``layer_a, layer_b, cka`` [``model_a, model_b, n_words``] (``alignfreeze cka``)
+- ``typology``: ``lang, gain, distance`` [``feature``] (``alignfreeze typology``)
+- ``attribution``: ``lang, layer, share`` [``n_sentences``] (``alignfreeze attribution``)
+- ``retrieval``: ``model, layer, task, direction, metric, value`` [``src, tgt, candidates,
+  score, centred, seed``] (``alignfreeze align-eval``)
+- ``scan``: ``layer, metric, value`` [``model, src, tgt, lang, seed``] (the decoder layer
+  scan: metrics ``retrieval_src2tgt``, ``retrieval_tgt2src``, ``cka``)
+
+Any table may carry ``display_name`` (or ``strategy`` and ``seed``) to name its models.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution")
+from .plot_data import (
+    attribution_data,
+    cka_data,
+    colour_scale,
+    drift_data,
+    forgetting_data,
+    policy_for,
+    probe_data,
+    retrieval_data,
+    scan_data,
+    typology_data,
+)
+from .plot_draw import (
+    model_colours,
+    plot_attribution,
+    plot_cka,
+    plot_drift,
+    plot_forgetting,
+    plot_probe,
+    plot_retrieval,
+    plot_scan,
+    plot_typology,
+)
+from .plot_names import PlotInputError, files_text, metric_info, task_name
 
-UNITS = {
-    "cka": "linear CKA (0-1)", "cka_debiased": "debiased CKA", "cos_dist": "mean cosine distance",
-    "rel_l2": "mean relative L2 change", "accuracy": "accuracy", "share": "share of |attribution|",
-}
+__all__ = [
+    "KINDS", "FORMATS", "PlotInputError", "figure", "plot_from_tables", "save_figure", "read_tables",
+    "drift_data", "probe_data", "forgetting_data", "cka_data", "typology_data", "attribution_data",
+    "retrieval_data", "scan_data", "plot_drift", "plot_probe", "plot_forgetting", "plot_cka",
+    "plot_typology", "plot_attribution", "plot_retrieval", "plot_scan",
+]
 
-
-def _mpl():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _require(df: pd.DataFrame, cols, what: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what}: table lacks column(s) {missing}; has {list(df.columns)}")
-
-
-def _metric(df: pd.DataFrame, metric: str | None, default: str, what: str) -> tuple[pd.DataFrame, str]:
-    metric = metric or default
-    sub = df[df["metric"] == metric]
-    if sub.empty:
-        raise ValueError(f"{what}: no rows with metric {metric!r}; metrics present: {sorted(df['metric'].unique())}")
-    return sub, metric
-
-
-# ----------------------------------------------------------------------------- compute
-def drift_data(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """Mean ``value`` per (lang, layer, model) of one drift metric (default cka)."""
-    _require(df, ("model", "lang", "layer", "metric", "value"), "drift")
-    sub, metric = _metric(df, metric, "cka", "drift")
-    out = sub.groupby(["lang", "layer", "model"], as_index=False)["value"].mean()
-    out["metric"] = metric
-    return out
+KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
+FORMATS = ("png", "svg", "pdf")
+PANEL = (4.2, 3.6)
 
 
-def probe_data(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """Mean and std over seeds of a probe metric per (model, task, lang, layer)."""
-    _require(df, ("model", "lang", "task", "layer", "seed", "metric", "value"), "probe")
-    sub, metric = _metric(df, metric, "accuracy", "probe")
-    if "split" in sub.columns:
-        sub = sub[sub["split"] != "train"]
-    g = sub.groupby(["model", "task", "lang", "layer"])["value"]
-    out = g.mean().rename("value").to_frame().join(g.std(ddof=0).rename("std")).reset_index()
-    out["metric"] = metric
-    return out
+def _panels(n: int, size, panel=PANEL, *, sharey: bool = False):
+    """A constrained-layout Figure (not registered with pyplot) with ``n`` axes."""
+    from matplotlib.figure import Figure
+
+    cols = n if n <= 4 else 3
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=size or (panel[0] * cols + 1.0, panel[1] * rows + 0.8), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey).ravel()
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, list(axes[:n])
 
 
-def forgetting_data(df: pd.DataFrame, baseline: str | None = None, metric: str | None = None) -> pd.DataFrame:
-    """Change versus the pretrained model: ``value(model) - value(baseline)`` per task, lang, layer
-    (means over seeds). ``baseline`` defaults to the first model in the table."""
-    m = probe_data(df, metric)
-    models = list(dict.fromkeys(m["model"]))
-    baseline = baseline or models[0]
-    if baseline not in models:
-        raise ValueError(f"forgetting: baseline {baseline!r} not in the table's models {models}")
-    if len(models) < 2:
-        raise ValueError("forgetting: the table has one model only; need the pretrained model and another")
-    base = m[m["model"] == baseline].set_index(["task", "lang", "layer"])["value"]
-    other = m[m["model"] != baseline].join(base.rename("baseline"), on=["task", "lang", "layer"])
-    other["change"] = other["value"] - other["baseline"]
-    other["baseline_model"] = baseline
-    return other.dropna(subset=["baseline"]).reset_index(drop=True)
+def _seeds(data: pd.DataFrame) -> str:
+    if "n_seeds" not in data.columns or not len(data):
+        return ""
+    lo, hi = int(data["n_seeds"].min()), int(data["n_seeds"].max())
+    if hi < 2:
+        return "one seed (no spread)"
+    return f"mean \u00b1 std over {lo}-{hi} seeds" if lo != hi else f"mean \u00b1 std over {hi} seeds"
 
 
-def cka_data(df: pd.DataFrame) -> pd.DataFrame:
-    """Layer x layer CKA matrix (rows layer_a, columns layer_b)."""
-    _require(df, ("layer_a", "layer_b", "cka"), "cka")
-    return df.pivot_table(index="layer_a", columns="layer_b", values="cka", aggfunc="mean")
+def _join(*parts) -> str:
+    return "; ".join(p for p in parts if p)
 
 
-# -------------------------------------------------------------------------------- draw
-def _heatmap(mat: pd.DataFrame, ax, label: str, title: str, *, cmap="viridis", center=None, vmin=None, vmax=None,
-             fmt: str = ".2f"):
-    import seaborn as sns
-
-    annot = mat.size <= 200
-    sns.heatmap(mat, ax=ax, cmap=cmap, center=center, vmin=vmin, vmax=vmax, annot=annot, fmt=fmt,
-                annot_kws={"fontsize": 7}, cbar_kws={"label": label})
-    ax.set_title(title)
-    return ax
+def _wrap(fig, text: str, fontsize: float) -> str:
+    """``text`` broken into lines that fit the figure's width."""
+    return textwrap.fill(text, max(30, int(fig.get_figwidth() * 72 / (fontsize * 0.55))))
 
 
-def plot_drift(data: pd.DataFrame, lang: str, ax=None):
-    """Heatmap layer x checkpoint of one language's drift metric (``drift_data`` output)."""
-    plt = _mpl()
-    ax = ax or plt.subplots(figsize=(6, 4))[1]
-    d = data[data["lang"] == lang]
-    mat = d.pivot_table(index="layer", columns="model", values="value")
-    metric = d["metric"].iloc[0]
-    # colours span the data, not 0-1: realignment moves CKA by hundredths, which a fixed
-    # scale paints as one flat colour
-    ax = _heatmap(mat, ax, UNITS.get(metric, metric), f"{lang}: {metric}", fmt=".3f")
-    ax.set_xlabel("checkpoint / strategy")
-    ax.set_ylabel("layer (0 = embeddings)")
-    return ax
+def _shared(fig, axes, sc) -> str:
+    """One colour bar for every panel; returns the sentence that states the scale."""
+    meshes = [ax.collections[0] for ax in axes]
+    fig.colorbar(meshes[0], ax=axes, label=sc.label, shrink=0.9 if len(axes) > 1 else 1.0)
+    who = f"Colour scale shared by the {len(axes)} panels" if len(axes) > 1 else "Colour scale"
+    grey = any(np.ma.is_masked(m.get_array()) and np.ma.getmaskarray(m.get_array()).any() for m in meshes)
+    return f"{who}{' (given)' if sc.given else ''}: {sc.text()}." + (" Grey: no value." if grey else "")
 
 
-def plot_probe(data: pd.DataFrame, model: str, task: str, ax=None):
-    """Heatmap layer x language of probe accuracy (``probe_data`` output)."""
-    plt = _mpl()
-    ax = ax or plt.subplots(figsize=(6, 4))[1]
-    d = data[(data["model"] == model) & (data["task"] == task)]
-    mat = d.pivot_table(index="layer", columns="lang", values="value")
-    metric = d["metric"].iloc[0]
-    ax = _heatmap(mat, ax, UNITS.get(metric, metric) + " (mean over seeds)", f"{model}: {task}", vmin=0, vmax=1)
-    ax.set_xlabel("language")
-    ax.set_ylabel("layer (0 = embeddings)")
-    return ax
+def _heatmaps(keys, draw, sc, size, panel=PANEL):
+    fig, axes = _panels(len(keys), size, panel)
+    for ax, key in zip(axes, keys, strict=True):
+        draw(key, ax, sc)
+    return fig, axes
 
 
-def plot_forgetting(data: pd.DataFrame, model: str, task: str, ax=None):
-    """Heatmap layer x language of the change versus the baseline (``forgetting_data`` output)."""
-    plt = _mpl()
-    ax = ax or plt.subplots(figsize=(6, 4))[1]
-    d = data[(data["model"] == model) & (data["task"] == task)]
-    mat = d.pivot_table(index="layer", columns="lang", values="change")
-    lim = float(np.nanmax(np.abs(mat.values))) if mat.size else 1.0
-    ax = _heatmap(mat, ax, f"change in {d['metric'].iloc[0]} vs {d['baseline_model'].iloc[0]}",
-                  f"{model}: {task}", cmap="RdBu", center=0, vmin=-lim, vmax=lim)
-    ax.set_xlabel("language")
-    ax.set_ylabel("layer (0 = embeddings)")
-    return ax
+def _fig_drift(table, o):
+    data = drift_data(table, o["metric"], o["order"])
+    metric = str(data["metric"].iloc[0])
+    info = metric_info(metric)
+    sc = colour_scale(data["value"], info, policy=policy_for(metric, "range"), cmap="viridis", override=o["scale"])
+    langs = list(dict.fromkeys(data["lang"]))
+    fig, axes = _heatmaps(langs, lambda k, ax, s: plot_drift(data, k, ax, scale=s, colorbar=False), sc, o["size"])
+    base = ", ".join(map(str, dict.fromkeys(data["base"]))) if "base" in data.columns else "its base model"
+    title = _join(f"{info.label[0].upper()}{info.label[1:]} of each model against {base}, per layer",
+                  files_text(table, "treebank"))
+    return fig, axes, data, sc, title
 
 
-def plot_cka(mat: pd.DataFrame, ax=None, title: str = "layer x layer CKA"):
-    """Heatmap of a ``cka_data`` matrix."""
-    plt = _mpl()
-    ax = ax or plt.subplots(figsize=(5, 4))[1]
-    ax = _heatmap(mat, ax, UNITS["cka"], title, vmin=0, vmax=1, cmap="magma")
-    ax.set_xlabel("layer (model B)")
-    ax.set_ylabel("layer (model A)")
-    return ax
+def _fig_probe(table, o):
+    data = probe_data(table, o["metric"], o["order"])
+    metric = str(data["metric"].iloc[0])
+    info = metric_info(metric)
+    sc = colour_scale(data["value"], info, policy=policy_for(metric, "bounds"), cmap="viridis", override=o["scale"])
+    keys = list(dict.fromkeys(zip(data["model"], data["task"], strict=True)))
+    fig, axes = _heatmaps(keys, lambda k, ax, s: plot_probe(data, *k, ax, scale=s, colorbar=False), sc, o["size"])
+    tasks = ", ".join(task_name(t) for t in dict.fromkeys(data["task"]))
+    trained = ""
+    if "train_lang" in table.columns and table["train_lang"].notna().any():
+        trained = "trained on " + ", ".join(map(str, dict.fromkeys(table["train_lang"].dropna())))
+    title = _join(f"{tasks} probe {info.label} by layer and language", trained, _seeds(data),
+                  files_text(table, "file"))
+    return fig, axes, data, sc, title
 
 
-def plot_typology(data: pd.DataFrame, ax=None):
-    """Scatter of per-language gain against typological distance (one colour per feature set)."""
-    import seaborn as sns
-
-    plt = _mpl()
-    _require(data, ("lang", "gain", "distance"), "typology")
-    ax = ax or plt.subplots(figsize=(5, 4))[1]
-    hue = "feature" if "feature" in data.columns else None
-    sns.scatterplot(data=data, x="distance", y="gain", hue=hue, ax=ax)
-    for r in data.itertuples():
-        ax.annotate(r.lang, (r.distance, r.gain), fontsize=7, xytext=(2, 2), textcoords="offset points")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set_xlabel("URIEL distance to the training language (0-1)")
-    ax.set_ylabel("gain (accuracy points)")
-    return ax
+def _fig_forgetting(table, o):
+    data = forgetting_data(table, o["baseline"], o["metric"], o["order"])
+    info = metric_info("change")
+    sc = colour_scale(data["change"], info, policy="symmetric", cmap="RdBu", override=o["scale"])
+    keys = list(dict.fromkeys(zip(data["model"], data["task"], strict=True)))
+    fig, axes = _heatmaps(keys, lambda k, ax, s: plot_forgetting(data, *k, ax, scale=s, colorbar=False), sc,
+                          o["size"])
+    tasks = ", ".join(task_name(t) for t in dict.fromkeys(data["task"]))
+    base = data["baseline_model"].iloc[0]
+    title = _join(f"Change in {tasks} probe {metric_info(str(data['metric'].iloc[0])).label} versus {base} "
+                  "(percentage points; red: lost, blue: gained)", _seeds(data))
+    return fig, axes, data, sc, title
 
 
-def plot_attribution(data: pd.DataFrame, ax=None):
-    """Heatmap layer x language of the mean share of |attribution| per layer."""
-    plt = _mpl()
-    _require(data, ("lang", "layer", "share"), "attribution")
-    ax = ax or plt.subplots(figsize=(5, 4))[1]
-    mat = data.pivot_table(index="layer", columns="lang", values="share")
-    ax = _heatmap(mat, ax, UNITS["share"], "per-layer attribution", vmin=0)
-    ax.set_xlabel("language")
-    ax.set_ylabel("layer (0 = embeddings)")
-    return ax
+def _fig_cka(table, o):
+    data = cka_data(table)
+    sc = colour_scale(data["cka"], metric_info("cka"), policy="bounds", cmap="magma", override=o["scale"])
+    keys = list(dict.fromkeys(zip(data["model_a"], data["model_b"], strict=True)))
+    fig, axes = _heatmaps(keys, lambda k, ax, s: plot_cka(data, k, ax, scale=s, colorbar=False), sc, o["size"])
+    words = f"on {int(table['n_words'].max())} words" if "n_words" in table.columns else ""
+    return fig, axes, data, sc, _join("Linear CKA between layers", words)
 
 
-# -------------------------------------------------------------------------------- save
-def save_figure(fig, data: pd.DataFrame, out: str | Path) -> list[Path]:
-    """Write ``out``.png, .svg and the numbers (``data``) as .csv; returns the paths."""
+def _fig_attribution(table, o):
+    data = attribution_data(table, o["order"])
+    sc = colour_scale(data["value"], metric_info("share"), policy="zero", cmap="viridis", override=o["scale"])
+    keys = list(dict.fromkeys(data["model"]))
+    fig, axes = _heatmaps(keys, lambda k, ax, s: plot_attribution(data, k, ax, scale=s, colorbar=False), sc,
+                          o["size"])
+    n = f"mean over {int(data['n_sentences'].max())} sentences per language" if "n_sentences" in data else ""
+    return fig, axes, data, sc, _join("Share of |attribution| per layer (integrated gradients of the predicted "
+                                      "tags)", n)
+
+
+def _fig_typology(table, o):
+    data = typology_data(table)
+    feats = list(dict.fromkeys(data["feature"]))
+    fig, axes = _panels(len(feats), o["size"], sharey=True)
+    for ax, f in zip(axes, feats, strict=True):
+        plot_typology(data, f, ax)
+    if o["scale"]:
+        axes[0].set_ylim(*o["scale"])
+    return fig, axes, data, None, "Gain of each language against its typological distance to the training language"
+
+
+def _line_figure(data, keys, draw, o, ylim):
+    colours = model_colours(data["model"])
+    fig, axes = _panels(len(keys), o["size"])
+    for ax, key in zip(axes, keys, strict=True):
+        draw(key, ax, colours)
+        lim = o["scale"] or ylim(key)
+        if lim:
+            ax.set_ylim(*lim)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    return fig, axes
+
+
+def _fig_retrieval(table, o):
+    data = retrieval_data(table, o["metric"], o["order"])
+    keys = list(dict.fromkeys(zip(data["pair"], data["task"], strict=True)))
+    fig, axes = _line_figure(data, keys, lambda k, ax, c: plot_retrieval(data, *k, ax, colours=c, legend=False),
+                             o, lambda k: (0, 100))
+    info = metric_info(str(data["metric"].iloc[0]))
+    pairs = ", ".join(p for p in dict.fromkeys(data["pair"]) if p)
+    return fig, axes, data, None, _join(f"{info.label[0].upper()}{info.label[1:]} by layer", pairs, _seeds(data))
+
+
+def _fig_scan(table, o):
+    data = scan_data(table, o["order"])
+    keys = list(dict.fromkeys(zip(data["pair"], data["family"], strict=True)))
+    fam = {f: g["value"] for f, g in data.groupby("family")}
+
+    def ylim(k):
+        if k[1] == "retrieval":
+            return (0, 100)
+        info = metric_info(k[1])
+        if info.bounds:
+            v = fam[k[1]]
+            return (min(info.bounds[0], v.min()), max(info.bounds[1], v.max()))
+        return None
+
+    fig, axes = _line_figure(data, keys, lambda k, ax, c: plot_scan(data, *k, ax, colours=c, legend=False), o, ylim)
+    models = ", ".join(m for m in dict.fromkeys(data["model"]) if m)
+    return fig, axes, data, None, _join("Layer scan: alignment of each layer", models, _seeds(data))
+
+
+BUILD = {"drift": _fig_drift, "probe": _fig_probe, "forgetting": _fig_forgetting, "cka": _fig_cka,
+         "typology": _fig_typology, "attribution": _fig_attribution, "retrieval": _fig_retrieval,
+         "scan": _fig_scan}
+
+
+def figure(kind: str, table: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None,
+           order=None, scale: tuple[float, float] | None = None, title: str | None = None,
+           size: tuple[float, float] | None = None):
+    """The whole figure of ``kind`` for a tidy ``table``: ``(Figure, data, notes)`` where
+    ``data`` is the frame of the numbers drawn and ``notes`` what was left out.
+
+    ``order``: model names first, in this order (the rest in the protocol's order);
+    ``scale``: ``(low, high)`` colour limits shared by every panel (y limits for line
+    figures; symmetric for a diverging map); ``title``: replaces the generated title;
+    ``size``: figure size in inches. Raises :class:`PlotInputError` (a ``ValueError``)
+    naming what is missing when the table cannot make the figure.
+    """
+    if kind not in BUILD:
+        raise PlotInputError(f"unknown plot kind {kind!r}: expected one of {', '.join(KINDS)}")
+    opts = {"metric": metric, "baseline": baseline, "order": order, "scale": scale, "size": size}
+    fig, axes, data, sc, auto = BUILD[kind](table, opts)
+    notes = list(data.attrs.get("notes", []))
+    fig.suptitle(_wrap(fig, title or auto, 10), fontsize=10)
+    caption = ([_shared(fig, axes, sc)] if sc is not None else []) + notes
+    if caption:
+        fig.supxlabel("\n".join(_wrap(fig, c, 8) for c in caption), fontsize=8)
+    return fig, data, notes
+
+
+def read_tables(inputs) -> pd.DataFrame:
+    """Concatenate CSV tables; a missing, unreadable or empty file is a one-line error naming
+    it. Hidden columns ``_source`` and ``_row`` (1-based, under the header) let later errors
+    name the file and row of a bad cell."""
+    inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    frames = []
+    for p in inputs:
+        path = Path(p)
+        if path.is_dir():
+            raise PlotInputError(f"{p}: is a folder; expected a CSV table")
+        if not path.is_file():
+            raise FileNotFoundError(f"{p}: no such table")
+        try:
+            frames.append(pd.read_csv(path))
+        except pd.errors.EmptyDataError:
+            raise PlotInputError(f"{p}: empty file; expected a CSV table with a header line") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise PlotInputError(f"{p}: not a CSV table ({str(e).splitlines()[0]})") from None
+        if frames[-1].empty:
+            raise PlotInputError(f"{p}: the table has a header ({', '.join(map(str, frames[-1].columns))}) "
+                                 "and no rows")
+        frames[-1]["_source"], frames[-1]["_row"] = str(p), np.arange(1, len(frames[-1]) + 1)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _where(df: pd.DataFrame, where) -> pd.DataFrame:
+    for col, val in (where or {}).items():
+        if col not in df.columns:
+            have = ", ".join(str(c) for c in df.columns if not str(c).startswith("_"))
+            raise PlotInputError(f"where {col}={val}: the table has no column {col} (columns: {have})")
+        keep = df[col].astype(str).str.lower() == str(val).lower()
+        if not keep.any():
+            have = ", ".join(map(str, dict.fromkeys(df[col].astype(str))))
+            raise PlotInputError(f"where {col}={val}: no row has that value (column {col} holds {have})")
+        df = df[keep]
+    return df
+
+
+def save_figure(fig, data: pd.DataFrame, out: str | Path, formats=FORMATS) -> list[Path]:
+    """Write ``out`` in every format of ``formats`` and the numbers drawn (``data``) as
+    ``out``.csv, each atomically (temporary file, then rename); returns the paths."""
     from core.io import atomic_write_text
 
     stem = Path(out)
     stem = stem.with_suffix("") if stem.suffix.lower() in (".png", ".svg", ".csv", ".pdf") else stem
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for ext in ("png", "svg"):
+    for ext in formats:
         p = stem.parent / f"{stem.name}.{ext}"
         tmp = stem.parent / f".{stem.name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
-        tmp.replace(p)
+        try:
+            fig.savefig(tmp, dpi=150, format=ext)
+            tmp.replace(p)
+        finally:
+            tmp.unlink(missing_ok=True)
         paths.append(p)
     csv = stem.parent / f"{stem.name}.csv"
-    atomic_write_text(csv, data.to_csv(index=isinstance(data.index, pd.Index) and data.index.name is not None))
+    atomic_write_text(csv, data.to_csv(index=False))
     paths.append(csv)
-    _mpl().close(fig)
     return paths
 
 
-def _grid(n: int, w: float = 5.0, h: float = 4.0):
-    plt = _mpl()
-    cols = min(n, 3)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    return fig, axes.ravel()
-
-
-def _read(inputs) -> pd.DataFrame:
-    frames = []
-    for p in inputs:
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"{p}: no such table")
-        frames.append(pd.read_csv(p))
-    df = pd.concat(frames, ignore_index=True)
-    if df.empty:
-        raise ValueError(f"{', '.join(map(str, inputs))}: empty table")
-    return df
-
-
-def plot_from_tables(kind: str, inputs, out, *, metric: str | None = None, baseline: str | None = None) -> list[Path]:
-    """Read tidy CSV(s), compute the figure's numbers, draw and save (PNG, SVG, CSV)."""
+def plot_from_tables(kind: str, inputs, out, *, metric: str | None = None, baseline: str | None = None,
+                     order=None, scale=None, title: str | None = None, size=None, where=None,
+                     notes: list | None = None) -> list[Path]:
+    """Read tidy CSV(s), keep the rows of ``where`` ({column: value}), build :func:`figure`
+    and write PNG, SVG, PDF and the CSV of the numbers drawn; returns their paths. What the
+    figure left out is appended to ``notes`` when a list is given. Errors
+    (:class:`PlotInputError`, a ``ValueError``) name the input file(s)."""
     if kind not in KINDS:
-        raise ValueError(f"unknown plot kind {kind!r}: expected one of {', '.join(KINDS)}")
-    df = _read(list(inputs) if not isinstance(inputs, str | Path) else [inputs])
-    if kind == "drift":
-        data = drift_data(df, metric)
-        langs = sorted(data["lang"].unique())
-        fig, axes = _grid(len(langs))
-        for ax, lang in zip(axes, langs, strict=False):
-            plot_drift(data, lang, ax=ax)
-    elif kind in ("probe", "forgetting"):
-        data = probe_data(df, metric) if kind == "probe" else forgetting_data(df, baseline, metric)
-        keys = list(dict.fromkeys(zip(data["model"], data["task"], strict=True)))
-        fig, axes = _grid(len(keys))
-        draw = plot_probe if kind == "probe" else plot_forgetting
-        for ax, (m, t) in zip(axes, keys, strict=False):
-            draw(data, m, t, ax=ax)
-    elif kind == "cka":
-        data = cka_data(df)
-        fig, axes = _grid(1)
-        plot_cka(data, ax=axes[0])
-    elif kind == "typology":
-        data = df
-        fig, axes = _grid(1)
-        plot_typology(data, ax=axes[0])
-    else:
-        data = df
-        fig, axes = _grid(1)
-        plot_attribution(data, ax=axes[0])
-    fig.tight_layout()
+        raise PlotInputError(f"unknown plot kind {kind!r}: expected one of {', '.join(KINDS)}")
+    names = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    df = read_tables(names)
+    try:
+        fig, data, left_out = figure(kind, _where(df, where), metric=metric, baseline=baseline, order=order,
+                                     scale=scale, title=title, size=size)
+    except PlotInputError as e:
+        raise PlotInputError(f"{', '.join(map(str, names))}: {e}") from None
+    if notes is not None:
+        notes.extend(left_out)
     return save_figure(fig, data, out)
+

@@ -1,93 +1,124 @@
-"""Figures from tidy tables (PNG + SVG + CSV) and captum layer attribution on a tiny tagger."""
+"""Figures from tidy tables: every kind writes PNG, SVG, PDF and the CSV of the numbers
+drawn, through the CLI and in Python, with no warning; and captum layer attribution on a
+tiny tagger."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from plot_tables import TABLES, probe_table
 
 from alignfreeze.cli import main
-from analysis.plots import forgetting_data, plot_drift, probe_data
+from analysis import plots
+from analysis.plots import KINDS, forgetting_data, probe_data
+
+MAGIC = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}
 
 
-def _probe_table() -> pd.DataFrame:
-    rows = []
-    for model, shift in (("pretrained", 0.0), ("realigned", -0.1)):
-        for lang in ("en", "fr"):
-            for layer in range(3):
-                for seed in (1, 2):
-                    rows.append({"model": model, "lang": lang, "task": "upos", "layer": layer, "seed": seed,
-                                 "metric": "accuracy", "value": 0.5 + 0.1 * layer + shift * (layer == 0),
-                                 "split": "eval"})
-    return pd.DataFrame(rows)
+def test_kinds_of_the_cli_are_the_plot_kinds():
+    from alignfreeze.commands import analysis as cmd
+
+    assert cmd.KINDS == KINDS
+    assert {"retrieval", "scan"} <= set(KINDS)
 
 
-def _drift_table() -> pd.DataFrame:
-    rows = [{"model": m, "lang": lang, "layer": lay, "metric": "cka", "value": 1 - 0.1 * lay * k}
-            for k, m in enumerate(("full", "front"), 1) for lang in ("en", "fr") for lay in range(3)]
-    return pd.DataFrame(rows)
+def test_forgetting_is_change_versus_baseline_in_percentage_points():
+    f = forgetting_data(probe_table())
+    # the default baseline is the protocol's first model, not the table's first ("back")
+    assert set(f["baseline_model"]) == {"base"}
+    assert list(dict.fromkeys(f["model"])) == ["full", "front", "back"]
+    ch = f[f["model"] == "full"].set_index(["lang", "layer"])["change"]
+    assert ch[("fr", 0)] == pytest.approx(-8.0)
+    assert (f["unit"] == "percentage points").all()
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        forgetting_data(probe_table(), baseline="nope")
 
 
-def test_forgetting_is_change_versus_baseline():
-    f = forgetting_data(_probe_table(), baseline="pretrained")
-    assert set(f["model"]) == {"realigned"}
-    ch = f.set_index(["lang", "layer"])["change"]
-    assert ch[("en", 0)] == pytest.approx(-0.1)
-    assert ch[("en", 2)] == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="baseline"):
-        forgetting_data(_probe_table(), baseline="nope")
-    p = probe_data(_probe_table())
-    assert (p["std"] == 0).all() and len(p) == 12
+def test_probe_data_is_percent_with_std_over_seeds():
+    p = probe_data(probe_table())
+    row = p[(p["model"] == "base") & (p["lang"] == "fr") & (p["layer"] == 0)].iloc[0]
+    assert row["value"] == pytest.approx(52.0)  # 0.5 + mean seed offset 0.02, in %
+    assert row["std"] == pytest.approx(1.0)  # ddof=1 over seeds 1, 2, 3: 0.01 -> 1 point
+    assert row["n_seeds"] == 3 and row["unit"] == "%"
+    one = probe_data(probe_table(seeds=(1,)))
+    assert one["std"].isna().all()  # no spread from one seed
 
 
-def test_plot_function_takes_and_returns_ax():
-    import matplotlib
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_writes_png_svg_pdf_and_the_numbers(kind, tmp_path, capsys):
+    table = TABLES[kind]()
+    inp = tmp_path / "t.csv"
+    table.to_csv(inp, index=False)
+    stem = tmp_path / "fig" / kind
+    assert main(["plot", kind, "--input", str(inp), "--out", str(stem)]) == 0, capsys.readouterr().err
+    for ext, magic in MAGIC.items():
+        p = stem.parent / f"{kind}.{ext}"
+        assert p.read_bytes()[: len(magic)] == magic, p
+        assert p.stat().st_size > 1000
+    data = pd.read_csv(stem.parent / f"{kind}.csv")
+    _, expected, _ = plots.figure(kind, table)
+    # the CSV holds exactly the numbers drawn
+    assert list(data.columns) == list(expected.columns)
+    assert len(data) == len(expected) > 0
+    num = expected.select_dtypes("number").columns
+    np.testing.assert_allclose(data[num].to_numpy(float), expected[num].to_numpy(float), equal_nan=True)
+    assert "wrote" in capsys.readouterr().out
 
-    matplotlib.use("Agg")
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_warning_on_normal_use(kind, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig, data, notes = plots.figure(kind, TABLES[kind]())
+        plots.save_figure(fig, data, tmp_path / kind)
+    assert notes == []
+
+
+DRAWERS = {
+    "drift": lambda d, ax: plots.plot_drift(d, "fr", ax=ax),
+    "probe": lambda d, ax: plots.plot_probe(d, "base", "upos", ax=ax),
+    "forgetting": lambda d, ax: plots.plot_forgetting(d, "full", "upos", ax=ax),
+    "cka": lambda d, ax: plots.plot_cka(d, ax=ax),
+    "typology": lambda d, ax: plots.plot_typology(d, ax=ax),
+    "attribution": lambda d, ax: plots.plot_attribution(d, ax=ax),
+    "retrieval": lambda d, ax: plots.plot_retrieval(d, ax=ax),
+    "scan": lambda d, ax: plots.plot_scan(d, ax=ax),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_plot_function_takes_and_returns_ax(kind):
     import matplotlib.pyplot as plt
 
-    from analysis.plots import drift_data
-
+    _, data, _ = plots.figure(kind, TABLES[kind]())
     fig, ax = plt.subplots()
-    assert plot_drift(drift_data(_drift_table()), "en", ax=ax) is ax
-    assert ax.get_ylabel().startswith("layer")
-    plt.close(fig)
+    try:
+        assert DRAWERS[kind](data, ax) is ax
+        assert ax.get_title()
+        assert all(t.get_rotation() == 0 for t in ax.get_yticklabels())
+        assert ax.get_ylabel()
+        # without an ax, a new one is made and returned
+        own = DRAWERS[kind](data, None)
+        assert own is not ax and own.get_title() == ax.get_title()
+        plt.close(own.figure)
+    finally:
+        plt.close(fig)
 
 
-@pytest.mark.parametrize("kind", ["drift", "probe", "forgetting", "cka", "typology", "attribution"])
-def test_plot_cli_writes_png_svg_csv(kind, tmp_path):
-    tables = {
-        "drift": _drift_table(),
-        "probe": _probe_table(),
-        "forgetting": _probe_table(),
-        "cka": pd.DataFrame([{"layer_a": a, "layer_b": b, "cka": 1.0 if a == b else 0.5}
-                             for a in range(3) for b in range(3)]),
-        "typology": pd.DataFrame({"lang": ["fr", "ko", "de"], "gain": [1.0, -2.0, 0.5],
-                                  "distance": [0.2, 0.7, 0.3], "feature": "syntactic"}),
-        "attribution": pd.DataFrame({"lang": ["en"] * 3, "layer": [0, 1, 2], "share": [0.2, 0.3, 0.5]}),
-    }
-    inp = tmp_path / "t.csv"
-    tables[kind].to_csv(inp, index=False)
-    stem = tmp_path / "fig" / kind
-    assert main(["plot", kind, "--input", str(inp), "--out", str(stem)]) == 0
-    for ext in ("png", "svg", "csv"):
-        p = stem.parent / f"{kind}.{ext}"
-        assert p.is_file() and p.stat().st_size > (30 if ext == "csv" else 1000), p
-    assert (stem.parent / f"{kind}.png").read_bytes()[:4] == b"\x89PNG"
-    data = pd.read_csv(stem.parent / f"{kind}.csv")
-    assert len(data) > 0
-    if kind == "forgetting":
-        assert data["change"].min() == pytest.approx(-0.1)
-
-
-def test_plot_cli_bad_table(tmp_path, capsys):
-    inp = tmp_path / "t.csv"
-    pd.DataFrame({"x": [1]}).to_csv(inp, index=False)
-    assert main(["plot", "drift", "--input", str(inp), "--out", str(tmp_path / "f")]) == 2
-    assert "lacks column" in capsys.readouterr().err
-    _drift_table().to_csv(inp, index=False)
-    assert main(["plot", "drift", "--input", str(inp), "--metric", "rel_l2", "--out", str(tmp_path / "f")]) == 2
-    assert "rel_l2" in capsys.readouterr().err
+def test_options_title_size_and_where(tmp_path):
+    inp = tmp_path / "p.csv"
+    probe_table().to_csv(inp, index=False)
+    stem = tmp_path / "f"
+    assert main(["plot", "probe", "--input", str(inp), "--out", str(stem), "--title", "My probes",
+                 "--size", "8", "3", "--where", "seed=2", "--where", "lang=fr"]) == 0
+    data = pd.read_csv(tmp_path / "f.csv")
+    assert set(data["lang"]) == {"fr"} and (data["n_seeds"] == 1).all()
+    fig, _, _ = plots.figure("probe", probe_table(), title="My probes", size=(8, 3))
+    assert fig._suptitle.get_text() == "My probes"
+    assert tuple(fig.get_size_inches()) == (8, 3)
 
 
 def test_layer_attribution_tiny_tagger(tiny_models):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 # kept in step with analysis.plots.KINDS (not imported here: parser building stays light)
-KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution")
+KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
 
 
 def register(sub) -> None:
@@ -79,13 +79,32 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=run_typology_cmd)
 
-    p = sub.add_parser("plot", help="figure from a tidy table (PNG + SVG + the numbers as CSV)",
-                       description="KIND: " + ", ".join(KINDS) + ". Writes OUT.png, OUT.svg and OUT.csv.")
+    p = sub.add_parser(
+        "plot", help="figure from tidy table(s): PNG, SVG, PDF + the numbers drawn as CSV",
+        description="KIND: drift (layer x model per language), probe (layer x language per model, mean ± std "
+                    "over seeds), forgetting (change vs --baseline in percentage points, diverging map centred "
+                    "at 0), cka (layer x layer per model pair), typology (gain vs URIEL distance, fit line, r, p), "
+                    "attribution (layer x language), retrieval (align-eval accuracy by layer), scan (decoder "
+                    "layer scan: retrieval directions and CKA by layer). Models are shown under the table's "
+                    "display_name (else strategy, else model) in the protocol's order (pretrained/base, "
+                    "baseline, full, front, back) or --order. Multi-panel heatmaps share one colour scale, "
+                    "printed on the figure. Writes OUT.png, OUT.svg, OUT.pdf and OUT.csv.")
     p.add_argument("kind", choices=KINDS)
-    p.add_argument("--input", required=True, nargs="+", help="tidy CSV table(s)")
-    p.add_argument("--out", required=True, help="output stem (suffix ignored)")
+    p.add_argument("--input", required=True, nargs="+", help="tidy CSV table(s), concatenated")
+    p.add_argument("--out", required=True, help="output stem (a .png/.svg/.pdf/.csv suffix is dropped)")
     p.add_argument("--metric", default=None, help="metric to show (default depends on KIND)")
-    p.add_argument("--baseline", default=None, help="forgetting: the pretrained model's label")
+    p.add_argument("--baseline", default=None,
+                   help="forgetting: the model every other is compared with (default: the first in order)")
+    p.add_argument("--order", nargs="+", default=None, metavar="NAME",
+                   help="models (display names) in this order; the rest follow in the protocol's order")
+    p.add_argument("--scale", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
+                   help="colour limits shared by all panels (y limits of line figures); "
+                        "diverging maps need -X X")
+    p.add_argument("--where", action="append", default=None, metavar="COLUMN=VALUE",
+                   help="keep only rows with this value (repeatable), e.g. --where seed=42 --where centred=True")
+    p.add_argument("--title", default=None, help="figure title (default: made from the data)")
+    p.add_argument("--size", nargs=2, type=float, default=None, metavar=("WIDTH", "HEIGHT"),
+                   help="figure size in inches")
     p.set_defaults(func=run_plot_cmd)
 
 
@@ -225,7 +244,18 @@ def run_align_cmd(args) -> int:
 def run_plot_cmd(args) -> int:
     from analysis.plots import plot_from_tables
 
-    paths = plot_from_tables(args.kind, args.input, args.out, metric=args.metric, baseline=args.baseline)
+    where = {}
+    for w in args.where or []:
+        col, eq, val = w.partition("=")
+        if not eq or not col:
+            raise ValueError(f"--where {w}: expected COLUMN=VALUE")
+        where[col] = val
+    notes: list[str] = []
+    paths = plot_from_tables(args.kind, args.input, args.out, metric=args.metric, baseline=args.baseline,
+                             order=args.order, scale=args.scale, title=args.title, size=args.size, where=where,
+                             notes=notes)
+    for n in notes:
+        print(f"alignfreeze: note: {n}", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

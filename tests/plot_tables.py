@@ -1,0 +1,102 @@
+"""Small tidy tables of every plot kind, shaped like the commands' outputs (shared by the
+plot tests)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# written in alphabetical order on purpose: the figures must not keep it
+STRATEGIES = ("back", "base", "front", "full")
+LANGS = ("en", "fr", "de")
+
+
+def probe_table(models=STRATEGIES, seeds=(1, 2, 3), langs=LANGS, layers=range(4), task="upos",
+                shift=None) -> pd.DataFrame:
+    """Probe accuracies (fractions, as ``alignfreeze probe`` writes them); ``shift[model]``
+    is added to every accuracy of that model; seed s adds 0.01 * s."""
+    shift = shift or {"base": 0.0, "full": -0.08, "front": -0.02, "back": -0.05}
+    rows = []
+    for m in models:
+        for lang in langs:
+            for layer in layers:
+                for s in seeds:
+                    rows.append({"model": m, "lang": lang, "task": task, "layer": layer, "seed": s,
+                                 "metric": "accuracy", "value": 0.5 + 0.05 * layer + shift.get(m, 0.0) + 0.01 * s,
+                                 "split": "heldout" if lang == "en" else "eval", "train_lang": "en", "n": 100,
+                                 "file": f"{lang}_pud-ud-test.conllu"})
+    return pd.DataFrame(rows)
+
+
+def drift_table(models=("full", "front", "back"), langs=("fr", "de"), layers=range(4)) -> pd.DataFrame:
+    rows = []
+    for k, m in enumerate(models, 1):
+        for j, lang in enumerate(langs):
+            for lay in layers:
+                for metric, v in (("cka", 1 - 0.02 * lay * k - 0.01 * j), ("cos_dist", 0.01 * lay * k + 0.005 * j)):
+                    rows.append({"base": "e5-small", "model": m, "lang": lang, "layer": lay, "metric": metric,
+                                 "value": v, "treebank": f"{lang}_pud-ud-test.conllu"})
+    return pd.DataFrame(rows)
+
+
+def cka_table(pairs=(("e5-small", "full"),), layers=range(3)) -> pd.DataFrame:
+    return pd.DataFrame([{"model_a": a, "model_b": b, "layer_a": i, "layer_b": j, "cka": 1.0 - 0.2 * abs(i - j),
+                          "n_words": 500} for a, b in pairs for i in layers for j in layers])
+
+
+def typology_table() -> pd.DataFrame:
+    rows = []
+    for feat in ("syntactic", "genetic"):
+        for lang, d, g in (("fr", 0.2, 1.0), ("de", 0.3, 0.4), ("ko", 0.7, -2.0), ("ja", 0.75, -2.5)):
+            rows.append({"lang": lang, "gain": g, "feature": feat, "distance": d})
+    return pd.DataFrame(rows)
+
+
+def attribution_table() -> pd.DataFrame:
+    return pd.DataFrame([{"lang": lang, "layer": lay, "share": s, "std": 0.01, "n_sentences": 20}
+                         for lang in ("en", "fr") for lay, s in enumerate((0.2, 0.3, 0.5))])
+
+
+def retrieval_table(models=("full", "base", "front"), seeds=(None,)) -> pd.DataFrame:
+    """``align-eval`` rows: sentence retrieval and every word-retrieval setting."""
+    rows = []
+    for k, m in enumerate(models):
+        for s in seeds:
+            for layer in range(4):
+                v = 0.3 + 0.1 * layer + 0.05 * k + (0.01 * s if s else 0.0)
+                common = {"model": m, "src": "en", "tgt": "de", "layer": layer, "metric": "accuracy@1", "n": 50}
+                if s is not None:
+                    common["seed"] = s
+                for d in ("src->tgt", "tgt->src"):
+                    rows.append({**common, "task": "sentence", "candidates": "all", "score": "cosine",
+                                 "centred": False, "direction": d, "value": v})
+                    for cand in ("weak", "strong"):
+                        for score in ("cosine", "csls"):
+                            for centred in (False, True):
+                                rows.append({**common, "task": "word", "candidates": cand, "score": score,
+                                             "centred": centred, "direction": d,
+                                             "value": v - 0.1 * (cand == "strong") + 0.02 * centred})
+    return pd.DataFrame(rows)
+
+
+def scan_table(models=("smollm2-135m",), layers=range(6)) -> pd.DataFrame:
+    rows = []
+    for k, m in enumerate(models):
+        for layer in layers:
+            mid = 1 - abs(layer - 3) / 4
+            for metric, v in (("retrieval_src2tgt", 0.2 + 0.6 * mid), ("retrieval_tgt2src", 0.15 + 0.6 * mid),
+                              ("cka", 0.5 + 0.3 * mid - 0.05 * k)):
+                rows.append({"model": m, "src": "en", "tgt": "fr", "layer": layer, "metric": metric, "value": v,
+                             "n": 200})
+    return pd.DataFrame(rows)
+
+
+TABLES = {
+    "drift": drift_table,
+    "probe": probe_table,
+    "forgetting": probe_table,
+    "cka": cka_table,
+    "typology": typology_table,
+    "attribution": attribution_table,
+    "retrieval": retrieval_table,
+    "scan": scan_table,
+}
