@@ -25,6 +25,7 @@ import pandas as pd
 from .plot_names import (
     Metric,
     PlotInputError,
+    change_metric,
     check_shared,
     display_names,
     listed,
@@ -36,7 +37,7 @@ from .plot_names import (
     select_metric,
 )
 
-SIGNED = ("selectivity", "change")
+SIGNED = ("selectivity",)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def colour_scale(values, metric: Metric, *, policy: str, cmap: str | None = None
 
 
 def policy_for(metric: str, default: str) -> str:
+    """``symmetric`` (diverging) for a signed metric such as selectivity, else ``default``."""
     return "symmetric" if metric in SIGNED else default
 
 
@@ -232,7 +234,7 @@ def forgetting_data(df: pd.DataFrame, baseline: str | None = None, metric: str |
     out = pd.concat(parts, ignore_index=True)
     out["change"] = out["value"] - out["baseline"]
     out["baseline_model"] = baseline
-    out["unit"] = metric_info("change").unit
+    out["unit"] = change_metric(str(out["metric"].iloc[0])).unit
     out.attrs["notes"] = notes
     return out
 
@@ -243,7 +245,7 @@ def cka_data(df: pd.DataFrame) -> pd.DataFrame:
     require(df, ("layer_a", "layer_b", "cka"), "cka")
     sub = numeric(df, ("layer_a", "layer_b", "cka"), "cka")
     for col in ("model_a", "model_b"):
-        sub[col] = display_names(sub, col) if col in sub.columns else ""
+        sub[col] = display_names(sub, col, plain=True) if col in sub.columns else ""
     one_row_per(sub, ["model_a", "model_b", "layer_a", "layer_b"], "cka")
     sub["_pair"] = sub["model_a"] + "\t" + sub["model_b"]
     out = _sort(sub, {"_pair": _first(sub["_pair"])}, then=("layer_a", "layer_b"))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .plot_data import Scale, colour_scale, policy_for
-from .plot_names import PlotInputError, language, metric_info, task_name
+from .plot_names import PlotInputError, change_metric, language, metric_info, task_name
 
 LAYER = "layer (0 = embeddings)"
 STYLES = ("-", "--", ":", "-.")
@@ -127,12 +127,13 @@ def plot_probe(data: pd.DataFrame, model: str, task: str, ax=None, *, scale: Sca
 
 def plot_forgetting(data: pd.DataFrame, model: str, task: str, ax=None, *, scale: Scale | None = None,
                     colorbar: bool = True):
-    """Heatmap layer x language of the change versus the baseline, in percentage points, on
-    a diverging map centred at 0 (``forgetting_data`` output)."""
+    """Heatmap layer x language of the change versus the baseline (percentage points for an
+    accuracy), on a diverging map centred at 0 (``forgetting_data`` output)."""
     ax = _axes(ax)
     d = _rows(data, "forgetting", model=model, task=task)
     mat = d.pivot(index="layer", columns="lang", values="change").reindex(columns=_first(d["lang"]))
-    heatmap(ax, mat, scale or _own_scale(d["change"], "change", "symmetric", "RdBu"), colorbar=colorbar)
+    own = scale or colour_scale(d["change"], change_metric(str(d["metric"].iloc[0])), policy="symmetric")
+    heatmap(ax, mat, own, colorbar=colorbar)
     ax.set_title(f"{model} vs {d['baseline_model'].iloc[0]}: {task_name(task)}")
     ax.set_xlabel("language")
     ax.set_ylabel(LAYER)

@@ -68,13 +68,19 @@ METRICS = {
     "accuracy@1": Metric("retrieval accuracy@1", **_PERCENT),
     "share": Metric("share of |attribution|", **_PERCENT),
     "selectivity": Metric("selectivity (accuracy - control accuracy)", "percentage points", 100.0, None, ".1f"),
-    "change": Metric("change in accuracy", "percentage points", 100.0, None, ".1f"),
     # CKA is an index in 0..1, not a proportion of anything
     "cka": Metric("linear CKA", bounds=(0.0, 1.0)),
     "cka_debiased": Metric("debiased CKA"),
     "cos_dist": Metric("mean cosine distance", bounds=(0.0, 2.0)),
     "rel_l2": Metric("mean relative L2 change"),
 }
+
+
+def change_metric(name: str) -> Metric:
+    """How a change of metric ``name`` is drawn: a proportion's change in percentage points."""
+    info = metric_info(name)
+    unit = "percentage points" if info.unit == "%" else info.unit
+    return Metric(f"change in {info.label}", unit, info.factor, None, info.fmt)
 
 
 def metric_info(name: str) -> Metric:
@@ -120,8 +126,13 @@ def _short_paths(models: list[str]) -> dict[str, str]:
     return out
 
 
-def display_names(df: pd.DataFrame, column: str = "model") -> pd.Series:
-    """The name each row's model is shown under (see the module docstring)."""
+def display_names(df: pd.DataFrame, column: str = "model", *, plain: bool = False) -> pd.Series:
+    """The name each row's model is shown under (see the module docstring). ``plain``: from
+    ``column`` only (a table of model pairs, whose display and strategy columns would not
+    say which side they name)."""
+    if plain:
+        models = df[column].astype(str)
+        return models.map(_short_paths(list(dict.fromkeys(models))))
     if column not in df.columns and "strategy" not in df.columns \
             and not any(c in df.columns for c in DISPLAY_COLUMNS):
         return pd.Series("", index=df.index, dtype=object)

@@ -58,7 +58,7 @@ from .plot_draw import (
     plot_scan,
     plot_typology,
 )
-from .plot_names import PlotInputError, files_text, metric_info, task_name
+from .plot_names import PlotInputError, change_metric, files_text, metric_info, task_name
 
 __all__ = [
     "KINDS", "FORMATS", "PlotInputError", "figure", "plot_from_tables", "save_figure", "read_tables",
@@ -85,8 +85,9 @@ def _panels(n: int, size, panel=PANEL, *, sharey: bool = False):
     return fig, list(axes[:n])
 
 
-def _seeds(data: pd.DataFrame) -> str:
-    if "n_seeds" not in data.columns or not len(data):
+def _seeds(table: pd.DataFrame, data: pd.DataFrame) -> str:
+    """How many seeds each drawn number averages (only for a table that has seeds)."""
+    if "seed" not in table.columns or "n_seeds" not in data.columns or not len(data):
         return ""
     lo, hi = int(data["n_seeds"].min()), int(data["n_seeds"].max())
     if hi < 2:
@@ -143,22 +144,24 @@ def _fig_probe(table, o):
     trained = ""
     if "train_lang" in table.columns and table["train_lang"].notna().any():
         trained = "trained on " + ", ".join(map(str, dict.fromkeys(table["train_lang"].dropna())))
-    title = _join(f"{tasks} probe {info.label} by layer and language", trained, _seeds(data),
+    title = _join(f"{tasks} probe {info.label} by layer and language", trained, _seeds(table, data),
                   files_text(table, "file"))
+    if not any(ax.texts for ax in axes):
+        data.attrs["notes"] = ["Too many cells to write each mean \u00b1 std on the figure: they are in the CSV."]
     return fig, axes, data, sc, title
 
 
 def _fig_forgetting(table, o):
     data = forgetting_data(table, o["baseline"], o["metric"], o["order"])
-    info = metric_info("change")
-    sc = colour_scale(data["change"], info, policy="symmetric", cmap="RdBu", override=o["scale"])
+    info = change_metric(str(data["metric"].iloc[0]))
+    sc = colour_scale(data["change"], info, policy="symmetric", override=o["scale"])
     keys = list(dict.fromkeys(zip(data["model"], data["task"], strict=True)))
     fig, axes = _heatmaps(keys, lambda k, ax, s: plot_forgetting(data, *k, ax, scale=s, colorbar=False), sc,
                           o["size"])
     tasks = ", ".join(task_name(t) for t in dict.fromkeys(data["task"]))
     base = data["baseline_model"].iloc[0]
     title = _join(f"Change in {tasks} probe {metric_info(str(data['metric'].iloc[0])).label} versus {base} "
-                  "(percentage points; red: lost, blue: gained)", _seeds(data))
+                  f"({info.unit + '; ' if info.unit else ''}red: lost, blue: gained)", _seeds(table, data))
     return fig, axes, data, sc, title
 
 
@@ -218,7 +221,7 @@ def _fig_retrieval(table, o):
                              o, lambda k: (0, 100))
     info = metric_info(str(data["metric"].iloc[0]))
     pairs = ", ".join(p for p in dict.fromkeys(data["pair"]) if p)
-    return fig, axes, data, None, _join(f"{info.label[0].upper()}{info.label[1:]} by layer", pairs, _seeds(data))
+    return fig, axes, data, None, _join(f"{info.label[0].upper()}{info.label[1:]} by layer", pairs, _seeds(table, data))
 
 
 def _fig_scan(table, o):
@@ -237,7 +240,7 @@ def _fig_scan(table, o):
 
     fig, axes = _line_figure(data, keys, lambda k, ax, c: plot_scan(data, *k, ax, colours=c, legend=False), o, ylim)
     models = ", ".join(m for m in dict.fromkeys(data["model"]) if m)
-    return fig, axes, data, None, _join("Layer scan: alignment of each layer", models, _seeds(data))
+    return fig, axes, data, None, _join("Layer scan: alignment of each layer", models, _seeds(table, data))
 
 
 BUILD = {"drift": _fig_drift, "probe": _fig_probe, "forgetting": _fig_forgetting, "cka": _fig_cka,

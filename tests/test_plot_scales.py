@@ -236,3 +236,32 @@ def test_retrieval_word_setting_defaults_and_where():
     sub = t[(t["score"] == "csls") | (t["task"] == "sentence")]
     _, data, _ = plots.figure("retrieval", sub)
     assert set(data.loc[data["task"] == "word", "setting"]) == {"weak candidates, csls"}
+
+
+def test_seeds_are_claimed_only_where_the_table_has_them():
+    fig, _, _ = plots.figure("retrieval", retrieval_table())  # align-eval tables have no seed column
+    assert "seed" not in fig._suptitle.get_text()
+    fig, _, _ = plots.figure("retrieval", retrieval_table(seeds=(1, 2)))
+    assert "over 2 seeds" in fig._suptitle.get_text()
+
+
+def test_too_many_cells_to_write_is_said():
+    langs = ("en", "fr", "de", "es", "it", "pt", "nl", "sv", "pl", "cs", "ru", "tr", "ko")
+    fig, _, notes = plots.figure("probe", probe_table(models=("base",), langs=langs, layers=range(13)))
+    assert not fig.axes[0].texts
+    assert notes == ["Too many cells to write each mean \u00b1 std on the figure: they are in the CSV."]
+    assert notes[0] in _texts(fig)
+
+
+def test_change_of_another_metric_names_it_and_its_unit():
+    t = probe_table().assign(metric="retrieval_mean")
+    fig, data, _ = plots.figure("forgetting", t, metric="retrieval_mean")
+    assert (data["unit"] == "percentage points").all()
+    bar = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"][0]
+    assert bar.get_ylabel() == "change in retrieval mean (percentage points)"
+
+
+def test_model_pairs_keep_their_own_names():
+    t = cka_table(pairs=(("runs/x/e5-small", "runs/y/full"),)).assign(display_name="ignored", strategy="full")
+    fig, data, _ = plots.figure("cka", t)
+    assert fig.axes[0].get_title() == "e5-small vs full"
