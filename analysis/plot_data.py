@@ -351,22 +351,34 @@ def retrieval_data(df: pd.DataFrame, metric: str | None = None, order=None) -> p
     return out
 
 
+def _series(metric: str, direction: str, src: str, tgt: str) -> str:
+    """Legend text of one scan curve: ``en→fr``, ``mean of both directions``, ``cka``."""
+    if not metric.startswith("retrieval"):
+        return metric
+    if direction and direction not in ("both", "nan"):
+        return _arrow(direction, src, tgt)
+    rest = metric.removeprefix("retrieval_").removeprefix("retrieval")
+    if rest in ("mean", ""):
+        return "mean of both directions"
+    return _arrow(rest, src, tgt)
+
+
 def scan_data(df: pd.DataFrame, order=None) -> pd.DataFrame:
-    """Layer scan of a decoder (``layer, metric, value``; metrics such as
-    ``retrieval_src2tgt``, ``retrieval_tgt2src``, ``cka``; optional ``model``, ``src``/``tgt``
-    or ``lang``, ``seed``): one ``family`` per panel (every ``retrieval_*`` metric in one, in
-    %), one ``series`` per direction; mean and std over seeds."""
+    """Layer scan of a decoder (``alignfreeze midalign scan``: ``model, src, tgt, layer,
+    metric, direction, value, n`` with metrics ``retrieval_acc`` (``direction`` src->tgt,
+    tgt->src), ``retrieval_mean`` and ``cka``; also ``retrieval_src2tgt``-style metrics
+    without ``direction``; optional ``lang``, ``seed``): one ``family`` per panel (every
+    ``retrieval*`` metric in one, in %), one ``series`` per direction; mean and std over seeds."""
     require(df, ("layer", "metric", "value"), "scan")
     sub = _named(numeric(df, ("layer", "value"), "scan"))
-    for col in ("src", "tgt", "lang"):
+    for col in ("src", "tgt", "lang", "direction"):
         sub[col] = sub[col].astype(str) if col in sub.columns else ""
     both = (sub["src"] != "") & (sub["tgt"] != "")
     sub["pair"] = np.where(both, sub["src"] + "\u2013" + sub["tgt"], sub["lang"])
     metric = sub["metric"].astype(str)
     sub["family"] = np.where(metric.str.startswith("retrieval"), "retrieval", metric)
-    series = [_arrow(m.removeprefix("retrieval_"), s, t) if m.startswith("retrieval") else m
-              for m, s, t in zip(metric, sub["src"], sub["tgt"], strict=True)]
-    sub["series"] = series
+    sub["series"] = [_series(m, d, s, t) for m, d, s, t in
+                     zip(metric, sub["direction"], sub["src"], sub["tgt"], strict=True)]
     cells = ["_name", "pair", "family", "series", "metric", "layer"]
     one_row_per(sub, [*cells, "seed"], "scan")
     parts = [_aggregate(g, cells, m) for m, g in sub.groupby("metric", sort=False)]
@@ -374,5 +386,5 @@ def scan_data(df: pd.DataFrame, order=None) -> pd.DataFrame:
     out = _sort(out, {"pair": _first(sub["pair"]), "family": _first(sub["family"]),
                       "_name": _models(sub, order), "series": _first(sub["series"])})
     out = out.rename(columns={"_name": "model"})
-    check_shared(out, (("pair", "language pair"), ("metric", "metric"), ("layer", "layer")), "scan")
+    check_shared(out, (("pair", "language pair"), ("family", "metric"), ("layer", "layer")), "scan")
     return out

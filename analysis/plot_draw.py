@@ -218,14 +218,17 @@ def _lines(ax, d: pd.DataFrame, series: str, colours: dict | None):
 
 
 def plot_retrieval(data: pd.DataFrame, pair: str | None = None, task: str | None = None, ax=None, *,
-                   colours: dict | None = None, legend: bool = True):
+                   colours: dict | None = None, legend: bool = True, mark: int | None = None):
     """Retrieval accuracy (%) by layer, one line per model and direction (band: ±std over
-    seeds), for one language pair and task (``retrieval_data`` output; defaults: the first)."""
+    seeds), for one language pair and task (``retrieval_data`` output; defaults: the first);
+    ``mark``: a layer to mark (:func:`mark_layer`)."""
     ax = _axes(ax)
     pair = data["pair"].iloc[0] if pair is None else pair
     task = data["task"].iloc[0] if task is None else task
     d = _rows(data, "retrieval", pair=pair, task=task)
     _lines(ax, d, "direction", colours)
+    if mark is not None:
+        mark_layer(ax, mark)
     setting = d["setting"].iloc[0]
     ax.set_title(f"{task_name(task)} {pair}".strip() + (f"\n({setting})" if setting else ""))
     ax.set_ylabel(metric_info(str(d["metric"].iloc[0])).axis())
@@ -234,15 +237,25 @@ def plot_retrieval(data: pd.DataFrame, pair: str | None = None, task: str | None
     return ax
 
 
+def mark_layer(ax, layer) -> None:
+    """A vertical line at ``layer`` labelled ``K = layer`` (e.g. the alignment layer chosen)."""
+    ax.axvline(layer, color="grey", lw=1, ls="-", zorder=1)
+    ax.annotate(f"K = {layer}", (layer, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                textcoords="offset points", fontsize=8, color="dimgrey")
+
+
 def plot_scan(data: pd.DataFrame, pair: str | None = None, family: str | None = None, ax=None, *,
-              colours: dict | None = None, legend: bool = True):
+              colours: dict | None = None, legend: bool = True, mark: int | None = None):
     """One panel of a decoder layer scan: retrieval directions (%) or CKA by layer, one line
-    per model and series (band: ±std over seeds) (``scan_data`` output; defaults: the first)."""
+    per model and series (band: ±std over seeds) (``scan_data`` output; defaults: the first);
+    ``mark``: a layer to mark (:func:`mark_layer`)."""
     ax = _axes(ax)
     pair = data["pair"].iloc[0] if pair is None else pair
     family = data["family"].iloc[0] if family is None else family
     d = _rows(data, "scan", pair=pair, family=family)
     _lines(ax, d, "series", colours)
+    if mark is not None:
+        mark_layer(ax, mark)
     info = metric_info(str(d["metric"].iloc[0]))
     ax.set_title(f"{'retrieval' if family == 'retrieval' else info.label} {pair}".strip())
     ax.set_ylabel("retrieval accuracy@1 (%)" if family == "retrieval" else info.axis())

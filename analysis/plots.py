@@ -21,8 +21,8 @@ Tables read (KIND: columns; optional ones in brackets):
 - ``attribution``: ``lang, layer, share`` [``n_sentences``] (``alignfreeze attribution``)
 - ``retrieval``: ``model, layer, task, direction, metric, value`` [``src, tgt, candidates,
   score, centred, seed``] (``alignfreeze align-eval``)
-- ``scan``: ``layer, metric, value`` [``model, src, tgt, lang, seed``] (the decoder layer
-  scan: metrics ``retrieval_src2tgt``, ``retrieval_tgt2src``, ``cka``)
+- ``scan``: ``layer, metric, value`` [``model, src, tgt, lang, direction, seed``]
+  (``alignfreeze midalign scan``: ``retrieval_acc`` per direction, ``retrieval_mean``, ``cka``)
 
 Any table may carry ``display_name`` (or ``strategy`` and ``seed``) to name its models.
 """
@@ -210,14 +210,14 @@ def _line_figure(data, keys, draw, o, ylim):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
     return fig, axes
 
 
 def _fig_retrieval(table, o):
     data = retrieval_data(table, o["metric"], o["order"])
     keys = list(dict.fromkeys(zip(data["pair"], data["task"], strict=True)))
-    fig, axes = _line_figure(data, keys, lambda k, ax, c: plot_retrieval(data, *k, ax, colours=c, legend=False),
+    fig, axes = _line_figure(data, keys, lambda k, ax, c: plot_retrieval(data, *k, ax, colours=c, legend=False, mark=o["mark"]),
                              o, lambda k: (0, 100))
     info = metric_info(str(data["metric"].iloc[0]))
     pairs = ", ".join(p for p in dict.fromkeys(data["pair"]) if p)
@@ -238,7 +238,7 @@ def _fig_scan(table, o):
             return (min(info.bounds[0], v.min()), max(info.bounds[1], v.max()))
         return None
 
-    fig, axes = _line_figure(data, keys, lambda k, ax, c: plot_scan(data, *k, ax, colours=c, legend=False), o, ylim)
+    fig, axes = _line_figure(data, keys, lambda k, ax, c: plot_scan(data, *k, ax, colours=c, legend=False, mark=o["mark"]), o, ylim)
     models = ", ".join(m for m in dict.fromkeys(data["model"]) if m)
     return fig, axes, data, None, _join("Layer scan: alignment of each layer", models, _seeds(table, data))
 
@@ -250,19 +250,23 @@ BUILD = {"drift": _fig_drift, "probe": _fig_probe, "forgetting": _fig_forgetting
 
 def figure(kind: str, table: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None,
            order=None, scale: tuple[float, float] | None = None, title: str | None = None,
-           size: tuple[float, float] | None = None):
+           size: tuple[float, float] | None = None, mark: int | None = None):
     """The whole figure of ``kind`` for a tidy ``table``: ``(Figure, data, notes)`` where
     ``data`` is the frame of the numbers drawn and ``notes`` what was left out.
 
     ``order``: model names first, in this order (the rest in the protocol's order);
     ``scale``: ``(low, high)`` colour limits shared by every panel (y limits for line
     figures; symmetric for a diverging map); ``title``: replaces the generated title;
-    ``size``: figure size in inches. Raises :class:`PlotInputError` (a ``ValueError``)
+    ``size``: figure size in inches; ``mark``: a layer marked on the line figures
+    (retrieval, scan), e.g. the alignment layer K chosen from a scan. Raises :class:`PlotInputError` (a ``ValueError``)
     naming what is missing when the table cannot make the figure.
     """
     if kind not in BUILD:
         raise PlotInputError(f"unknown plot kind {kind!r}: expected one of {', '.join(KINDS)}")
-    opts = {"metric": metric, "baseline": baseline, "order": order, "scale": scale, "size": size}
+    if mark is not None and kind not in ("retrieval", "scan"):
+        raise PlotInputError(f"mark a layer: only the line figures (retrieval, scan) have a layer axis to mark, "
+                             f"not {kind}")
+    opts = {"metric": metric, "baseline": baseline, "order": order, "scale": scale, "size": size, "mark": mark}
     fig, axes, data, sc, auto = BUILD[kind](table, opts)
     notes = list(data.attrs.get("notes", []))
     fig.suptitle(_wrap(fig, title or auto, 10), fontsize=10)
@@ -342,7 +346,7 @@ def save_figure(fig, data: pd.DataFrame, out: str | Path, formats=FORMATS) -> li
 
 def plot_from_tables(kind: str, inputs, out, *, metric: str | None = None, baseline: str | None = None,
                      order=None, scale=None, title: str | None = None, size=None, where=None,
-                     notes: list | None = None) -> list[Path]:
+                     mark: int | None = None, notes: list | None = None) -> list[Path]:
     """Read tidy CSV(s), keep the rows of ``where`` ({column: value}), build :func:`figure`
     and write PNG, SVG, PDF and the CSV of the numbers drawn; returns their paths. What the
     figure left out is appended to ``notes`` when a list is given. Errors
@@ -353,7 +357,7 @@ def plot_from_tables(kind: str, inputs, out, *, metric: str | None = None, basel
     df = read_tables(names)
     try:
         fig, data, left_out = figure(kind, _where(df, where), metric=metric, baseline=baseline, order=order,
-                                     scale=scale, title=title, size=size)
+                                     scale=scale, title=title, size=size, mark=mark)
     except PlotInputError as e:
         raise PlotInputError(f"{', '.join(map(str, names))}: {e}") from None
     if notes is not None:

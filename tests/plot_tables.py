@@ -79,14 +79,17 @@ def retrieval_table(models=("full", "base", "front"), seeds=(None,)) -> pd.DataF
 
 
 def scan_table(models=("smollm2-135m",), layers=range(6)) -> pd.DataFrame:
+    """``alignfreeze midalign scan`` rows: retrieval both ways, their mean, and CKA."""
     rows = []
     for k, m in enumerate(models):
         for layer in layers:
             mid = 1 - abs(layer - 3) / 4
-            for metric, v in (("retrieval_src2tgt", 0.2 + 0.6 * mid), ("retrieval_tgt2src", 0.15 + 0.6 * mid),
-                              ("cka", 0.5 + 0.3 * mid - 0.05 * k)):
-                rows.append({"model": m, "src": "en", "tgt": "fr", "layer": layer, "metric": metric, "value": v,
-                             "n": 200})
+            fwd, bwd = 0.2 + 0.6 * mid, 0.15 + 0.6 * mid
+            for metric, d, v in (("retrieval_acc", "src->tgt", fwd), ("retrieval_acc", "tgt->src", bwd),
+                                 ("retrieval_mean", "both", (fwd + bwd) / 2),
+                                 ("cka", "both", 0.5 + 0.3 * mid - 0.05 * k)):
+                rows.append({"model": m, "src": "en", "tgt": "fr", "layer": layer, "metric": metric,
+                             "direction": d, "value": v, "n": 200})
     return pd.DataFrame(rows)
 
 

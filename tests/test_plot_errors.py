@@ -97,7 +97,7 @@ NOTHING = [
      "'front' and 'full' share no language pair (front: en\u2013ko; full: en\u2013de)"),
     ("scan", _two(scan_table(models=("a",)).query("metric == 'cka'"),
                   scan_table(models=("b",)).query("metric != 'cka'")),
-     "'b' and 'a' share no metric"),
+     "'b' and 'a' share no metric (b: retrieval; a: cka)"),
 ]
 
 

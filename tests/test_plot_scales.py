@@ -15,6 +15,7 @@ from plot_tables import (
     drift_table,
     probe_table,
     retrieval_table,
+    scan_table,
     typology_table,
 )
 
@@ -265,3 +266,31 @@ def test_model_pairs_keep_their_own_names():
     t = cka_table(pairs=(("runs/x/e5-small", "runs/y/full"),)).assign(display_name="ignored", strategy="full")
     fig, data, _ = plots.figure("cka", t)
     assert fig.axes[0].get_title() == "e5-small vs full"
+
+
+def test_scan_of_midalign_and_of_metric_named_directions():
+    """The table of `alignfreeze midalign scan` (retrieval_acc with a direction column) and
+    one with the direction in the metric's name draw the same curves."""
+    _, data, _ = plots.figure("scan", scan_table())
+    ret = data[data["family"] == "retrieval"]
+    assert list(dict.fromkeys(ret["series"])) == ["en\u2192fr", "fr\u2192en", "mean of both directions"]
+    assert ret["value"].max() == pytest.approx(80.0) and (ret["unit"] == "%").all()
+    t = scan_table().query("metric == 'retrieval_acc'")
+    t = t.assign(metric=t["direction"].map({"src->tgt": "retrieval_src2tgt", "tgt->src": "retrieval_tgt2src"}))
+    _, other, _ = plots.figure("scan", t.drop(columns="direction"))
+    assert list(dict.fromkeys(other["series"])) == ["en\u2192fr", "fr\u2192en"]
+    np.testing.assert_allclose(other["value"], ret[ret["metric"] == "retrieval_acc"]["value"])
+
+
+def test_mark_the_chosen_layer_on_line_figures(tmp_path):
+    from alignfreeze.cli import main
+
+    inp = tmp_path / "scan.csv"
+    scan_table().to_csv(inp, index=False)
+    assert main(["plot", "scan", "--input", str(inp), "--out", str(tmp_path / "s"), "--mark-layer", "3"]) == 0
+    fig, _, _ = plots.figure("scan", scan_table(), mark=3)
+    for ax in fig.axes:
+        assert any(tuple(ln.get_xdata()) == (3, 3) for ln in ax.get_lines())
+        assert "K = 3" in [t.get_text() for t in ax.texts]
+    with pytest.raises(ValueError, match="only the line figures"):
+        plots.figure("probe", probe_table(), mark=3)

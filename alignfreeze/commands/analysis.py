@@ -105,6 +105,8 @@ def register(sub) -> None:
     p.add_argument("--title", default=None, help="figure title (default: made from the data)")
     p.add_argument("--size", nargs=2, type=float, default=None, metavar=("WIDTH", "HEIGHT"),
                    help="figure size in inches")
+    p.add_argument("--mark-layer", type=int, default=None, metavar="K",
+                   help="retrieval, scan: mark layer K (e.g. the alignment layer chosen from the scan)")
     p.set_defaults(func=run_plot_cmd)
 
 
@@ -253,7 +255,7 @@ def run_plot_cmd(args) -> int:
     notes: list[str] = []
     paths = plot_from_tables(args.kind, args.input, args.out, metric=args.metric, baseline=args.baseline,
                              order=args.order, scale=args.scale, title=args.title, size=args.size, where=where,
-                             notes=notes)
+                             mark=args.mark_layer, notes=notes)
     for n in notes:
         print(f"alignfreeze: note: {n}", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))
