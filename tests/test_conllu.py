@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,11 @@ def _write(tmp_path, text, name="bad.conllu"):
     "text, line, expected",
     [
         ("# sent_id = a\n1\tHello\thello\tINTJ\t_\t_\t0\troot\t_\n\n", 2, "expected 10 tab-separated columns, found 9"),
-        ("# sent_id = a\nx\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_\n\n", 2, "bad ID 'x'"),
+        ("# sent_id = a\nx\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_\n\n", 2, "unexpected line 'x"),
+        ("# sent_id = a\n1x\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_\n\n", 2, "bad ID '1x'"),
         (f"{GOOD_LINE}\n3\tx\tx\tNOUN\t_\t_\t1\tdep\t_\t_\n\n", 2, "word ID 3 out of sequence: expected 2"),
         ("1\tHello\thello\tNOM\t_\t_\t0\troot\t_\t_\n\n", 1, "unknown UPOS tag 'NOM'"),
-        (f"# sent_id = a\n{GOOD_LINE}\n", 2, "does not end with a blank line"),
+        (f"# sent_id = a\n{GOOD_LINE}\n", 2, "file ends without a blank line"),
         (f"{GOOD_LINE}\n1-3\tzum\t_\t_\t_\t_\t_\t_\t_\t_\n\n", 2, "bad multiword-token range '1-3'"),
         ("1\tHello\thello\tINTJ\t_\t_\tx\troot\t_\t_\n\n", 1, "bad HEAD 'x'"),
     ],
@@ -118,3 +120,59 @@ def test_space_after_is_read_per_surface_token(tmp_path):
     (s,) = read_conllu(f)
     assert s.tokens == ["Il", "va", "au", "parc", "."]
     assert s.space_after == [True, True, True, False, True]
+
+
+CASES = Path(os.environ.get("ALIGNFREEZE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")).parent / "cases"
+
+
+def _case(name: str) -> Path:
+    d = CASES / name
+    if not d.is_dir():
+        pytest.skip(f"shared case {name} absent ({d})")
+    return d
+
+
+def test_case_05_bom_is_read(tmp_path):
+    """cases/05-conllu-bom: a UTF-8 byte-order mark before '# sent_id' is dropped."""
+    f = next(_case("05-conllu-bom").glob("*.conllu"))
+    assert f.read_bytes()[:3] == b"\xef\xbb\xbf"
+    st = treebank_stats(f)
+    assert (st.sentences, st.words, st.upos) == (1, 3, {"PRON": 1, "PUNCT": 1, "VERB": 1})
+    (s,) = read_conllu(f)
+    assert not s.sent_id.startswith("\ufeff") and "sent_id" in s.comments
+
+
+def test_case_12_overlapping_mwt_names_the_range_line():
+    """cases/12-overlapping-mwt: 3-4 and 4-5 both hold word 4 -> error at the 4-5 line."""
+    f = _case("12-overlapping-mwt") / "input.conllu"
+    with pytest.raises(ConlluError, match=r"input\.conllu:7: multiword token 4-5 overlaps 3-4") as ei:
+        list(read_conllu(f))
+    assert ei.value.line == 7
+
+
+def test_not_utf8_names_line_column_and_byte_offset(tmp_path):
+    p = tmp_path / "latin1.conllu"
+    head = f"# sent_id = a\n{GOOD_LINE}\n\n# sent_id = b\n".encode()
+    p.write_bytes(head + "1\tcafé\tcafé\tNOUN\t_\t_\t0\troot\t_\t_\n\n".encode("latin-1"))
+    it = read_conllu(p)
+    assert next(it).sent_id == "a"  # the good sentence before the bad bytes is read
+    with pytest.raises(ConlluError) as ei:
+        next(it)
+    assert ei.value.line == 5
+    offset = len(head) + len("1\tcaf")
+    assert f"byte 0xE9 at column 6 (byte offset {offset} in the file) is not UTF-8" in str(ei.value)
+    assert p.read_bytes()[offset] == 0xE9
+
+
+def test_single_word_range_is_a_token(tmp_path):
+    """``N-N`` (the UD validator accepts it) makes the range form the surface token."""
+    p = _write(tmp_path, "1\tdu\tdu\tDET\t_\t_\t2\tdet\t_\t_\n2-2\tVin\t_\t_\t_\t_\t_\t_\t_\t_\n"
+                         "2\tvin\tvin\tNOUN\t_\t_\t0\troot\t_\t_\n\n")
+    (s,) = read_conllu(p)
+    assert s.tokens == ["du", "Vin"] and s.forms == ["du", "vin"] and s.word_to_token == [0, 1]
+
+
+def test_text_without_comment_is_rebuilt_with_space_after(tmp_path):
+    p = _write(tmp_path, "1\tHi\thi\tINTJ\t_\t_\t0\troot\t_\tSpaceAfter=No\n2\t!\t!\tPUNCT\t_\t_\t1\tpunct\t_\t_\n\n")
+    (s,) = read_conllu(p)
+    assert s.text == "Hi!" and s.space_after == [False, True]
