@@ -89,21 +89,29 @@ class Sentence:
         return len(self.words)
 
 
-def _check_columns(cols: list[str], path: str, lineno: int, is_range: bool) -> None:
+_SUSPECT = re.compile(r"\t\t|^\t|\t$|[^\S\t]")  # an empty column, or whitespace other than the separators
+_REPEATED_SPACE = re.compile(r"\s\s")
+
+
+def _check_columns(line: str, cols: list[str], path: str, lineno: int, is_range: bool) -> None:
     """Level-1 column rules of the UD validator: no empty column, no stray whitespace."""
+    if not _SUSPECT.search(line):
+        return  # the common case, in one scan of the line
     for k, value in enumerate(cols):
         name = COLUMNS[k]
         if not value:
             raise ConlluError(path, lineno, f"empty {name} column: expected a value or _")
         if (k in _NO_SPACE_COLS or (is_range and k in (1, 2))) and any(ch.isspace() for ch in value):
             raise ConlluError(path, lineno, f"whitespace in {name} {value!r}: expected none in this column")
-        if value[0].isspace() or value[-1].isspace() or re.search(r"\s\s", value):
+        if value[0].isspace() or value[-1].isspace() or _REPEATED_SPACE.search(value):
             raise ConlluError(
                 path, lineno, f"{name} {value!r} has leading, trailing or repeated whitespace: expected none"
             )
 
 
 def _space_after_no(misc: str, path: str, lineno: int) -> bool:
+    if "SpaceAfter" not in misc:
+        return False
     found = False
     for item in misc.split("|"):
         if item.startswith("SpaceAfter="):
@@ -185,7 +193,7 @@ def _parse_sentence(
             raise ConlluError(path, lineno, f"expected 10 tab-separated columns, found {len(cols)}")
         tid, form, lemma, upos, _xpos, _feats, head, deprel, _deps, misc = cols
         is_range = _RANGE_ID.match(tid)
-        _check_columns(cols, path, lineno, bool(is_range))
+        _check_columns(line, cols, path, lineno, bool(is_range))
         no_space = _space_after_no(misc, path, lineno)
         if m := is_range:
             a, b = int(m.group(1)), int(m.group(2))
