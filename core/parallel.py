@@ -2,20 +2,29 @@
 layout), two line-aligned plain text files, one TSV file, or a HuggingFace dataset.
 
 Words are the surface tokens a model sees (CoNLL-U: MWT surface forms; plain text and
-TSV: whitespace-split). Misaligned input raises :class:`ParallelDataError` naming both
-files and the first mismatch.
+TSV: whitespace-split). Both sides are checked by every reader: misaligned input raises
+:class:`ParallelDataError` naming the file and line of the first mismatch (a sentence
+without a translation, a repeated ``# sent_id`` on either side, a line that only one file
+has, an empty side). Text files are read by :func:`core.textlines.read_lines` (a BOM is
+dropped, CRLF accepted, bytes that are not UTF-8 named by line and byte offset).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
-from .conllu import read_conllu
+from .conllu import Sentence, read_conllu
+from .textlines import FileFormatError, read_lines
 
 
 class ParallelDataError(ValueError):
     """Parallel input that cannot be aligned sentence by sentence."""
+
+
+class ParallelFileError(FileFormatError, ParallelDataError):
+    """A parallel file that breaks its format at one line (``file:line: what``)."""
 
 
 @dataclass(frozen=True)
@@ -27,65 +36,59 @@ class ParallelPair:
     tgt: list[str]
 
 
-def _read_lines(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as fh:
-        return [line.rstrip("\n").rstrip("\r") for line in fh]
+def _with_ids(path: Path) -> dict[str, Sentence]:
+    """Sentences by ``# sent_id`` (the reader already refuses a repeated one, naming both lines)."""
+    out = {}
+    for s in read_conllu(path):
+        if "sent_id" not in s.comments:
+            raise ParallelFileError(path, s.line, "sentence without '# sent_id': CoNLL-U files are paired "
+                                                  "on sent_id, so every sentence needs one")
+        out[s.sent_id] = s
+    return out
 
 
 def _read_conllu_pairs(src: Path, tgt: Path) -> list[ParallelPair]:
-    a = list(read_conllu(src))
-    b = list(read_conllu(tgt))
-    ids_b = {s.sent_id: s for s in b}
-    if len(ids_b) != len(b):
-        raise ParallelDataError(f"{tgt}: duplicate sent_id values; cannot join with {src}")
-    pairs = []
-    for i, s in enumerate(a):
-        t = ids_b.get(s.sent_id)
-        if t is None:
-            raise ParallelDataError(
-                f"{src} and {tgt} are not parallel: sent_id {s.sent_id!r} "
-                f"({src}:{s.line}, sentence {i + 1}) has no match in {tgt}"
-            )
-        pairs.append(ParallelPair(s.sent_id, list(s.tokens), list(t.tokens)))
-    if len(a) != len(b):
-        extra = next(t for t in b if t.sent_id not in {s.sent_id for s in a})
-        raise ParallelDataError(
-            f"{src} ({len(a)} sentences) and {tgt} ({len(b)} sentences) differ in length: "
-            f"sent_id {extra.sent_id!r} ({tgt}:{extra.line}) has no match in {src}"
-        )
-    return pairs
+    """Join on ``# sent_id``, both sides checked: the first source sentence without a
+    translation, then the first target sentence without a source, is an error."""
+    a, b = _with_ids(src), _with_ids(tgt)
+    for side, other, other_path in ((a, b, tgt), (b, a, src)):
+        for sid, s in side.items():
+            if sid not in other:
+                raise ParallelFileError(s.path, s.line, f"sent_id {sid!r} has no match in {other_path}: "
+                                                        f"expected the two files to hold the same sent_id values "
+                                                        f"({len(a)} and {len(b)} sentences)")
+    return [ParallelPair(sid, list(s.tokens), list(b[sid].tokens)) for sid, s in a.items()]
 
 
 def _read_text_pairs(src: Path, tgt: Path) -> list[ParallelPair]:
-    a, b = _read_lines(src), _read_lines(tgt)
-    if len(a) != len(b):
-        first = min(len(a), len(b)) + 1
-        raise ParallelDataError(
-            f"{src} ({len(a)} lines) and {tgt} ({len(b)} lines) are not line-aligned: "
-            f"line {first} exists in only one of them"
-        )
+    """Line-aligned files, streamed side by side; the first line where they disagree is an error."""
     pairs = []
-    for i, (x, y) in enumerate(zip(a, b), 1):
-        if bool(x.strip()) != bool(y.strip()):
-            raise ParallelDataError(
-                f"{src} and {tgt} are not line-aligned: line {i} is empty in only one of them"
-            )
-        if x.strip():
-            pairs.append(ParallelPair(str(i), x.split(), y.split()))
+    lines = zip_longest(read_lines(src, ParallelFileError), read_lines(tgt, ParallelFileError))
+    for n, (x, y) in enumerate(lines, 1):
+        if x is None or y is None:
+            longer, shorter = (src, tgt) if y is None else (tgt, src)
+            raise ParallelFileError(longer, n, f"{shorter} has only {n - 1} lines: expected the two files "
+                                               "line-aligned (one sentence and its translation per line)")
+        xs, ys = x[1].split(), y[1].split()
+        if bool(xs) != bool(ys):
+            empty, full = (src, tgt) if not xs else (tgt, src)
+            raise ParallelFileError(empty, n, f"empty line, but line {n} of {full} is not: expected the two "
+                                              "files line-aligned (empty lines in both or in neither)")
+        if xs:
+            pairs.append(ParallelPair(str(n), xs, ys))
     return pairs
 
 
 def _read_tsv_pairs(path: Path) -> list[ParallelPair]:
     pairs = []
-    for i, line in enumerate(_read_lines(path), 1):
+    for i, line in read_lines(path, ParallelFileError):
         if not line.strip():
             continue
         cols = line.split("\t")
         if len(cols) != 2 or not cols[0].strip() or not cols[1].strip():
-            raise ParallelDataError(
-                f"{path}:{i}: expected two non-empty tab-separated columns (source, target), "
-                f"found {len(cols)} column(s)"
-            )
+            raise ParallelFileError(path, i, "expected two non-empty tab-separated columns (source, target), "
+                                             f"found {len(cols)} column(s)"
+                                             + ("" if len(cols) != 2 else " with an empty side"))
         pairs.append(ParallelPair(str(i), cols[0].split(), cols[1].split()))
     return pairs
 
@@ -108,8 +111,13 @@ def _read_hf_pairs(spec: str, split: str, limit: int | None) -> list[ParallelPai
     for i, row in enumerate(ds):
         if limit is not None and i >= limit:
             break
-        tr = row["translation"]
-        pairs.append(ParallelPair(str(i), tr[s].split(), tr[t].split()))
+        tr = row.get("translation") if isinstance(row, dict) else None
+        sides = [tr.get(lang) if isinstance(tr, dict) else None for lang in (s, t)]
+        bad = [lang for lang, text in zip((s, t), sides) if not isinstance(text, str) or not text.split()]
+        if bad:
+            raise ParallelDataError(f"{spec} ({split}) row {i}: no text on the {' and '.join(bad)} side: expected "
+                                    f"{{'translation': {{'{s}': ..., '{t}': ...}}}} with both sides non-empty")
+        pairs.append(ParallelPair(str(i), sides[0].split(), sides[1].split()))
     return pairs
 
 
