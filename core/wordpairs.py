@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from .io import atomic_write_text
+from .textlines import read_lines
 
 
 class WordPairs(TypedDict):
@@ -64,16 +65,15 @@ def read_pairs(path_or_paths: str | Path | Sequence[str | Path]) -> list[WordPai
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such word-pair file")
         n0 = len(out)
-        with open(p, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{p}:{n}: invalid JSON ({e.msg}); expected one object per line "
-                                     "like {\"id\": ..., \"src\": [...], \"tgt\": [...], \"links\": [[i, j], ...]}") from e
-                out.append(check_record(obj, f"{p}:{n}"))
+        for n, line in read_lines(p):  # BOM, CRLF, non-UTF-8 named by line and byte offset
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}:{n}: invalid JSON ({e.msg}); expected one object per line "
+                                 "like {\"id\": ..., \"src\": [...], \"tgt\": [...], \"links\": [[i, j], ...]}") from e
+            out.append(check_record(obj, f"{p}:{n}"))
         if len(out) == n0:
             raise ValueError(f"{p}: no word-pair records (expected one JSON object per line)")
     return out

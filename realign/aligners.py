@@ -1,8 +1,11 @@
 """Word aligners for sentence-aligned text: dictionary, eflomal, contextual similarity.
 
 Each aligner returns, per sentence pair, a set of ``(i, j)`` links (source word ``i``,
-target word ``j``, 0-based). The common post-processing (one-to-one links only, no
-identical strings) is applied by :func:`realign.pairs.extract_pairs`.
+target word ``j``, 0-based), or ``None`` for a pair the aligner cannot align at all (eflomal:
+a side longer than :data:`EFLOMAL_MAX_WORDS`; similarity: a side where no word reaches a
+vector), so that the caller counts and reports it instead of mistaking it for a pair without
+translations. The common post-processing (one-to-one links only, no identical strings) is
+applied by :func:`realign.pairs.extract_pairs`.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.textlines import read_lines
+
 Link = tuple[int, int]
 ALIGNERS = ("dictionary", "eflomal", "similarity")
+EFLOMAL_MAX_WORDS = 1023
+"""eflomal (2.0) gives no link at all to a pair with a side of 1,024 tokens or more, in either
+direction; tests/test_pairs.py checks this limit against the installed package."""
 
 
 # ----------------------------------------------------------------------------- dictionary
@@ -30,16 +38,14 @@ def read_dictionary(path: str | Path) -> dict[str, set[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such dictionary file")
     out: dict[str, set[str]] = defaultdict(set)
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            cols = line.split()
-            if len(cols) != 2:
-                raise ValueError(f"{path}:{n}: expected 'source target' (two words separated by a space or tab), "
-                                 f"found {len(cols)} field(s)")
-            out[cols[0].lower()].add(cols[1].lower())
+    for n, line in read_lines(path):  # BOM, CRLF, non-UTF-8 named by line and byte offset
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) != 2:
+            raise ValueError(f"{path}:{n}: expected 'source target' (two words separated by a space or tab), "
+                             f"found {len(cols)} field(s)")
+        out[cols[0].lower()].add(cols[1].lower())
     if not out:
         raise ValueError(f"{path}: the dictionary has no entries")
     return dict(out)
@@ -110,11 +116,14 @@ def _parse_links(line: str, n_src: int, n_tgt: int, where: str) -> set[Link]:
     return links
 
 
-def eflomal_links(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], **aligner_kwargs) -> list[set[Link]]:
+def eflomal_links(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], **aligner_kwargs) -> list[set[Link] | None]:
     """Align with the ``eflomal`` package in both directions, symmetrised with gdfa.
 
     Words are lower-cased for the statistics (no whitespace inside a word reaches the
     aligner). ``aligner_kwargs`` go to ``eflomal.Aligner`` (e.g. ``n_iterations``).
+    A pair with a side longer than :data:`EFLOMAL_MAX_WORDS` words is not given to eflomal
+    (it would silently get no link): ``None`` for it. It is not split into chunks either:
+    nothing says where the chunks of the two sides correspond.
     """
     try:
         import eflomal
@@ -124,21 +133,25 @@ def eflomal_links(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], **aligne
     def line(words):
         return " ".join(re.sub(r"\s", "_", w.lower()) for w in words) + "\n"
 
-    src = [line(s) for s, _ in pairs]
-    tgt = [line(t) for _, t in pairs]
+    fits = [k for k, (s, t) in enumerate(pairs) if max(len(s), len(t)) <= EFLOMAL_MAX_WORDS]
+    out: list[set[Link] | None] = [None] * len(pairs)
+    if not fits:
+        return out
+    sub = [pairs[k] for k in fits]
+    src = [line(s) for s, _ in sub]
+    tgt = [line(t) for _, t in sub]
     with tempfile.TemporaryDirectory(prefix="alignfreeze-eflomal-") as d:
         fwd, rev = Path(d) / "fwd", Path(d) / "rev"
         eflomal.Aligner(**aligner_kwargs).align(src, tgt, links_filename_fwd=str(fwd),
                                                 links_filename_rev=str(rev), quiet=True)
         f_lines = fwd.read_text().splitlines()
         r_lines = rev.read_text().splitlines()
-    if len(f_lines) != len(pairs) or len(r_lines) != len(pairs):
-        raise RuntimeError(f"eflomal returned {len(f_lines)}/{len(r_lines)} alignments for {len(pairs)} sentence pairs")
-    out = []
-    for k, ((s, t), fl, rl) in enumerate(zip(pairs, f_lines, r_lines)):
+    if len(f_lines) != len(sub) or len(r_lines) != len(sub):
+        raise RuntimeError(f"eflomal returned {len(f_lines)}/{len(r_lines)} alignments for {len(sub)} sentence pairs")
+    for k, (s, t), fl, rl in zip(fits, sub, f_lines, r_lines):
         where = f"eflomal output, sentence pair {k + 1}"
-        out.append(grow_diag_final_and(_parse_links(fl, len(s), len(t), where),
-                                       _parse_links(rl, len(s), len(t), where)))
+        out[k] = grow_diag_final_and(_parse_links(fl, len(s), len(t), where),
+                                     _parse_links(rl, len(s), len(t), where))
     return out
 
 
@@ -172,11 +185,12 @@ def similarity_links_from_vectors(src_vecs: np.ndarray, tgt_vecs: np.ndarray, th
 
 def similarity_links(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], model, tokenizer, layer: int = 8,
                      pooling: str = "first", threshold: float = 1e-3, batch_size: int = 32,
-                     progress: bool = True) -> list[set[Link]]:
+                     progress: bool = True) -> list[set[Link] | None]:
     """Contextual-embedding links at ``layer`` (0 = embeddings) of ``model``.
 
     Word vectors come from :class:`core.features.WordFeatureExtractor` (one pooling
-    function); see :func:`similarity_links_from_vectors` for the rule.
+    function); see :func:`similarity_links_from_vectors` for the rule. ``None`` for a pair
+    with a side where no word has a vector (no token of the tokenizer reached it).
     """
     from core.features import WordFeatureExtractor
 
@@ -190,6 +204,9 @@ def similarity_links(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], model
         vs = fs.valid[fs.offsets[k]:fs.offsets[k + 1]]
         vt = ft.valid[ft.offsets[k]:ft.offsets[k + 1]]
         si, ti = np.nonzero(vs)[0], np.nonzero(vt)[0]
+        if len(si) == 0 or len(ti) == 0:
+            out.append(None)
+            continue
         sub = similarity_links_from_vectors(sv[si], tv[ti], threshold)
         out.append({(int(si[i]), int(ti[j])) for i, j in sub})
     return out

@@ -12,13 +12,21 @@ case-insensitively: numbers, names, punctuation) are dropped.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from core.wordpairs import WordPairs, read_pairs, write_pairs  # noqa: F401  (re-exported)
 
-from .aligners import ALIGNERS, dictionary_links, eflomal_links, read_dictionary, similarity_links
+from .aligners import (
+    ALIGNERS,
+    EFLOMAL_MAX_WORDS,
+    dictionary_links,
+    eflomal_links,
+    read_dictionary,
+    similarity_links,
+)
 
 
 def one_to_one(links: Iterable[tuple[int, int]], src: Sequence[str], tgt: Sequence[str]) -> list[list[int]]:
@@ -30,20 +38,37 @@ def one_to_one(links: Iterable[tuple[int, int]], src: Sequence[str], tgt: Sequen
             if ci[i] == 1 and cj[j] == 1 and src[i].casefold() != tgt[j].casefold()]
 
 
-def summarize(records: Sequence[WordPairs], n_input: int, aligner: str) -> dict:
-    """Pairs kept, links per sentence and coverage (share of words with a link)."""
+def summarize(records: Sequence[WordPairs], sides: Sequence[tuple[Sequence[str], Sequence[str]]], aligner: str,
+              not_aligned: Sequence[str] = ()) -> dict:
+    """Counts over EVERY sentence pair read (``sides``), not only the pairs kept.
+
+    ``links_per_sentence`` = links / pairs read; ``src_coverage`` (``tgt_coverage``) = links /
+    source (target) words of all pairs read, i.e. the share of words with a link. A pair the
+    aligner could not align (``not_aligned``, its ids) or that kept no link counts with zero
+    links; ``pairs_not_aligned`` and ``pairs_without_links`` say how many there were.
+    """
     n_links = sum(len(r["links"]) for r in records)
-    n_src = sum(len(r["src"]) for r in records)
-    n_tgt = sum(len(r["tgt"]) for r in records)
+    n_src = sum(len(s) for s, _ in sides)
+    n_tgt = sum(len(t) for _, t in sides)
     return {
         "aligner": aligner,
-        "sentence_pairs": n_input,
+        "sentence_pairs": len(sides),
         "pairs_kept": len(records),
+        "pairs_not_aligned": len(not_aligned),
+        "pairs_without_links": len(sides) - len(records) - len(not_aligned),
         "links": n_links,
-        "links_per_sentence": n_links / len(records) if records else 0.0,
+        "links_per_sentence": n_links / len(sides) if sides else 0.0,
         "src_coverage": n_links / n_src if n_src else 0.0,
         "tgt_coverage": n_links / n_tgt if n_tgt else 0.0,
     }
+
+
+def _not_aligned_message(aligner: str, ids: Sequence[str], n: int) -> str:
+    why = (f"a side longer than {EFLOMAL_MAX_WORDS} words, eflomal's limit" if aligner == "eflomal"
+           else "a side where no word has a vector (no token reached it)")
+    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    return (f"{len(ids)} of {n} sentence pairs not aligned by {aligner} ({why}): id {shown}; "
+            "they are left out of the output and count as pairs without links in the coverage")
 
 
 def extract_pairs(
@@ -68,8 +93,11 @@ def extract_pairs(
             ``model`` and ``tokenizer``; ``layer`` 0..L, ``pooling``, ``threshold``).
 
     Returns:
-        ``(records, summary)``: only sentence pairs with at least one link are kept;
-        see :func:`summarize`. No link at all is a ``ValueError``.
+        ``(records, summary)``: only sentence pairs with at least one link are kept; the
+        summary counts every pair read (see :func:`summarize`). Pairs the aligner cannot
+        align (eflomal: a side over :data:`realign.aligners.EFLOMAL_MAX_WORDS` words) are
+        counted, listed in ``summary["warnings"]`` and reported on stderr. No link at all
+        is a ``ValueError``.
     """
     if aligner not in ALIGNERS:
         raise ValueError(f"unknown aligner {aligner!r}: expected one of {', '.join(ALIGNERS)}")
@@ -90,11 +118,19 @@ def extract_pairs(
         raw = similarity_links(sides, model, tokenizer, layer=layer, pooling=pooling, threshold=threshold,
                                progress=progress)
     records: list[WordPairs] = []
+    not_aligned: list[str] = []
     for p, (s, t), links in zip(pairs, sides, raw):
+        if links is None:
+            not_aligned.append(str(p.id))
+            continue
         kept = one_to_one(links, s, t)
         if kept:
             records.append(WordPairs(id=str(p.id), src=s, tgt=t, links=kept))
+    warnings = [_not_aligned_message(aligner, not_aligned, len(pairs))] if not_aligned else []
+    for w in warnings:
+        print(f"alignfreeze pairs: warning: {w}", file=sys.stderr, flush=True)
     if not records:
         raise ValueError(f"the {aligner} aligner found no usable one-to-one links in {len(pairs)} sentence pairs "
-                         "(check the language direction of the dictionary and the input files)")
-    return records, summarize(records, len(pairs), aligner)
+                         "(check the language direction of the dictionary and the input files)"
+                         + (f"; {warnings[0]}" if warnings else ""))
+    return records, {**summarize(records, sides, aligner, not_aligned), "warnings": warnings}

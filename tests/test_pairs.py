@@ -169,3 +169,84 @@ def test_pud_en_fr_with_muse(ud_dir, muse_dir):
     for r in recs[:100]:
         for i, j in r["links"]:
             assert r["tgt"][j].lower() in d[r["src"][i].lower()] and r["src"][i].lower() != r["tgt"][j].lower()
+
+
+def test_eflomal_limit_is_the_installed_packages():
+    """EFLOMAL_MAX_WORDS is eflomal's own: a side of that many words is aligned, one more
+    word (on either side) and eflomal gives no link at all."""
+    import tempfile
+    from pathlib import Path
+
+    eflomal = pytest.importorskip("eflomal")
+    from realign.aligners import EFLOMAL_MAX_WORDS
+
+    n = EFLOMAL_MAX_WORDS
+
+    def words(prefix, k):
+        return " ".join(f"{prefix}{i % 40}" for i in range(k)) + "\n"
+
+    src = [words("s", n), words("s", n + 1), words("s", 5), "a b c\n"]
+    tgt = [words("t", n), words("t", 5), words("t", n + 1), "x y z\n"]
+    with tempfile.TemporaryDirectory() as d:
+        fwd, rev = Path(d) / "f", Path(d) / "r"
+        eflomal.Aligner(n_iterations=(1, 1, 1)).align(src, tgt, links_filename_fwd=str(fwd),
+                                                      links_filename_rev=str(rev), quiet=True)
+        counts = [[len(line.split()) for line in f.read_text().splitlines()] for f in (fwd, rev)]
+    for c in counts:
+        assert c[0] > n // 2 and c[1] == 0 and c[2] == 0, counts
+
+
+def _long_pair(n, pid="long"):
+    return ParallelPair(pid, [f"w{i}" for i in range(n)], [f"m{i}" for i in range(5)])
+
+
+def test_eflomal_long_pair_is_counted_and_reported(en_fr, capsys):
+    """cases/08: a pair over eflomal's limit used to vanish, and the coverage left it out."""
+    from realign.aligners import EFLOMAL_MAX_WORDS
+
+    pairs = list(en_fr) + [_long_pair(EFLOMAL_MAX_WORDS + 1, "42")]
+    raw = eflomal_links([(p.src, p.tgt) for p in pairs])
+    assert raw[-1] is None and all(r is not None for r in raw[:-1])
+    recs, summary = extract_pairs(pairs, "eflomal")
+    assert "42" not in {r["id"] for r in recs}
+    assert summary["sentence_pairs"] == 13 and summary["pairs_not_aligned"] == 1
+    assert summary["pairs_kept"] + summary["pairs_without_links"] + 1 == 13
+    n_src = sum(len(p.src) for p in pairs)
+    assert summary["src_coverage"] == pytest.approx(summary["links"] / n_src)
+    assert summary["links_per_sentence"] == pytest.approx(summary["links"] / 13)
+    (w,) = summary["warnings"]
+    assert "1 of 13 sentence pairs not aligned by eflomal" in w and f"longer than {EFLOMAL_MAX_WORDS}" in w
+    assert "id 42" in w
+    assert f"alignfreeze pairs: warning: {w}" in capsys.readouterr().err
+
+
+def test_coverage_counts_pairs_without_links():
+    pairs = [ParallelPair("1", ["Paris", "cat"], ["Paris", "chat"]), ParallelPair("2", ["dog"], ["xyz", "abc"])]
+    recs, summary = extract_pairs(pairs, "dictionary", dictionary=D)
+    assert [r["id"] for r in recs] == ["1"]
+    assert summary["pairs_without_links"] == 1 and summary["pairs_not_aligned"] == 0
+    assert summary["src_coverage"] == pytest.approx(1 / 3) and summary["tgt_coverage"] == pytest.approx(1 / 4)
+    assert summary["links_per_sentence"] == pytest.approx(1 / 2) and summary["warnings"] == []
+
+
+def test_similarity_pair_without_vectors_is_reported(tiny_models, en_fr, capsys):
+    model, tok = tiny_models("xlm-roberta")
+    pairs = list(en_fr[:3]) + [ParallelPair("novec", [" "], ["chat"])]  # a word no token reaches
+    recs, summary = extract_pairs(pairs, "similarity", model=model, tokenizer=tok, layer=1, progress=False)
+    assert summary["pairs_not_aligned"] == 1 and "id novec" in summary["warnings"][0]
+    assert "no word has a vector" in capsys.readouterr().err
+
+
+def test_dictionary_file_as_it_comes(tmp_path):
+    d = tmp_path / "en-fr.txt"
+    d.write_bytes(b"\xef\xbb\xbfcat chat\r\ndog chien\r\n")
+    assert read_dictionary(d) == {"cat": {"chat"}, "dog": {"chien"}}
+    d.write_bytes(b"cat chat\ncaf\xe9 caf\xe9\n")
+    with pytest.raises(ValueError, match=r"en-fr.txt:2: byte 0xE9 at column 4 \(byte offset 12"):
+        read_dictionary(d)
+
+
+def test_pairs_file_with_bom(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "a", "src": ["x"], "tgt": ["y"], "links": [[0, 0]]}).encode())
+    assert read_pairs(p)[0]["id"] == "a"
