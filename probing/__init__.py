@@ -2,6 +2,8 @@
 
 - :class:`probing.linear.MultiLayerLinearProbe`: one logistic-regression probe per layer,
   all layers fitted in one batched torch pass (``backend="sklearn"`` for parity checks);
+  :class:`probing.linear.LinearProbe`: the same estimator on one layer's ``(N, D)``
+  features, the face scikit-learn's estimator checks run on;
 - :mod:`probing.control`: Hewitt & Liang control tasks, selectivity, mean ± std over seeds;
 - :mod:`probing.semantic`: translation matching / pair probe on parallel data, XNLI;
 - :mod:`probing.run`: :class:`~probing.run.ProbeConfig` -> :func:`~probing.run.run_probe` ->
@@ -9,6 +11,6 @@
 """
 
 from .control import ControlTask, selectivity, summarize
-from .linear import MultiLayerLinearProbe
+from .linear import LinearProbe, MultiLayerLinearProbe
 
-__all__ = ["ControlTask", "MultiLayerLinearProbe", "selectivity", "summarize"]
+__all__ = ["ControlTask", "LinearProbe", "MultiLayerLinearProbe", "selectivity", "summarize"]

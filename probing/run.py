@@ -106,7 +106,7 @@ class ProbeConfig:
 
 
 def _probe(cfg: ProbeConfig, seed: int) -> MultiLayerLinearProbe:
-    return MultiLayerLinearProbe(cfg.C, backend=cfg.backend, solver=cfg.solver, max_iter=cfg.max_iter, seed=seed)
+    return MultiLayerLinearProbe(cfg.C, backend=cfg.backend, solver=cfg.solver, max_iter=cfg.max_iter, random_state=seed)
 
 
 def _rows(base: dict, layers, values, **extra) -> list[dict]:

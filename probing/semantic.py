@@ -127,7 +127,7 @@ def translation_pair_probe(src: np.ndarray, tgt: np.ndarray, *, seed: int = 0, t
         X = np.concatenate([pair_features(src[:, idx], tgt[:, idx]), pair_features(src[:, idx], tgt[:, wrong])], 1)
         y = np.r_[np.ones(len(idx), dtype=int), np.zeros(len(idx), dtype=int)]
         data[name] = (X, y)
-    p = probe if probe is not None else MultiLayerLinearProbe(seed=seed)
+    p = probe if probe is not None else MultiLayerLinearProbe(random_state=seed)
     p.fit(*data["train"])
     return p.score(*data["test"])
 
@@ -182,7 +182,7 @@ def xnli_probe(extractor: WordFeatureExtractor, train_rows: Sequence[dict],
                probe: MultiLayerLinearProbe | None = None) -> dict[str, np.ndarray]:
     """Train a 3-way probe per layer on ``train_rows``; accuracy ``(layers,)`` per language."""
     Xtr, ytr = nli_features(extractor, train_rows)
-    p = probe if probe is not None else MultiLayerLinearProbe(seed=seed)
+    p = probe if probe is not None else MultiLayerLinearProbe(random_state=seed)
     p.fit(Xtr, ytr)
     out = {}
     for lang, rows in eval_rows.items():
