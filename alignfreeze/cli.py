@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # one module per area, so that parallel work on the CLI never touches the same file
-COMMAND_MODULES = ("data", "features", "models", "realign", "finetune", "probe", "analysis", "demo")
+COMMAND_MODULES = ("data", "features", "models", "realign", "finetune", "probe", "analysis", "demo", "midalign")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,29 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 }
 
 
+# The linear projections of one block, by the names the LoRA / middle-layer alignment papers
+# use (q, k, v, o, gate, up, down), as dotted paths inside a block. gpt2 fuses q, k and v in
+# one ``attn.c_attn`` (a Conv1D) and has no gate; encoders have no gate either.
+PROJECTION_KINDS = ("q", "k", "v", "o", "gate", "up", "down")
+_LLAMA_PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+               "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+               "down": "mlp.down_proj"}
+_BERT_PROJ = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+              "o": "attention.output.dense", "up": "intermediate.dense", "down": "output.dense"}
+PROJECTIONS: dict[str, dict[str, str]] = {
+    "bert": _BERT_PROJ,
+    "roberta": _BERT_PROJ,
+    "xlm-roberta": _BERT_PROJ,
+    "distilbert": {"q": "attention.q_lin", "k": "attention.k_lin", "v": "attention.v_lin",
+                   "o": "attention.out_lin", "up": "ffn.lin1", "down": "ffn.lin2"},
+    "gpt2": {"q": "attn.c_attn", "k": "attn.c_attn", "v": "attn.c_attn", "o": "attn.c_proj",
+             "up": "mlp.c_fc", "down": "mlp.c_proj"},
+    "llama": _LLAMA_PROJ,
+    "qwen2": _LLAMA_PROJ,
+    "mistral": _LLAMA_PROJ,
+}
+
+
 def _get(module: nn.Module, dotted: str) -> nn.Module:
     for part in dotted.split("."):
         module = getattr(module, part)
@@ -108,6 +131,33 @@ def layer_parameter_names(model: nn.Module) -> dict[int, list[str]]:
         if id(p) in ids:
             out[ids[id(p)]].append(name)
     return out
+
+
+def projection_paths(model: nn.Module, kinds, layers=None) -> dict[str, list[str]]:
+    """Full module names (as in ``model.named_modules()``) of the projections ``kinds``
+    (see :data:`PROJECTION_KINDS`) in the blocks whose layer number is in ``layers``
+    (1..L; default all blocks). Returns ``{kind: [names...]}``; a fused module (gpt2's
+    ``c_attn`` for q, k and v) appears under each kind it serves.
+
+    Raises ValueError for an unknown kind, or a kind the family does not have (gate on gpt2).
+    """
+    spec = arch_of(model)
+    table = PROJECTIONS.get(spec.family, {})
+    bad = [k for k in kinds if k not in PROJECTION_KINDS]
+    if bad:
+        raise ValueError(f"unknown projection(s) {bad}: expected some of {', '.join(PROJECTION_KINDS)}")
+    missing = [k for k in kinds if k not in table]
+    if missing:
+        raise ValueError(f"{spec.family} blocks have no {'/'.join(missing)} projection "
+                         f"(it has: {', '.join(k for k in PROJECTION_KINDS if k in table)})")
+    L = num_layers(model)
+    wanted = range(1, L + 1) if layers is None else layers
+    block_of = {id(b): i for i, b in enumerate(blocks(model), 1)}
+    prefix = {}
+    for name, mod in model.named_modules():
+        if id(mod) in block_of:
+            prefix[block_of[id(mod)]] = name
+    return {k: [f"{prefix[i]}.{table[k]}" for i in sorted(set(wanted)) if 1 <= i <= L] for k in kinds}
 
 
 def parse_layers(spec: str | int | list[int] | tuple[int, ...] | None, n_layers: int) -> tuple[int, ...]:

@@ -65,10 +65,18 @@ def load_model(
     dtype: torch.dtype | None = None,
     **kwargs,
 ) -> torch.nn.Module:
-    """Load a model for ``task`` in ``TASKS``; unsupported families are an error."""
+    """Load a model for ``task`` in ``TASKS``; unsupported families are an error.
+
+    A PEFT adapter folder (``adapter_config.json``) loads as its base + the adapter, merged
+    (:mod:`core.adapters`; the base's weight hash is checked against the adapter's manifest).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
     path = resolve_model_path(name, offline=offline)
+    from .adapters import is_adapter_dir, load_adapter_model
+
+    if is_adapter_dir(path):  # base + PEFT adapter (checked against its manifest), merged
+        return load_adapter_model(path, task=task, offline=offline, dtype=dtype, **kwargs)
     local = is_offline(offline)
     config = AutoConfig.from_pretrained(path, local_files_only=local)
     _check_family(config)

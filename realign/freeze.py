@@ -22,6 +22,13 @@ Parameters outside every layer: a decoder's final norm (``ln_f``/``norm``) sits 
 block L and is frozen together with layer L; BERT's pooler and task heads are never
 frozen (the realignment loss does not reach them, and fine-tuning must train them).
 
+LoRA targets (middle-layer alignment of decoders): the SAME spec decides where LoRA modules
+go. :func:`lora_target_modules` puts a LoRA module on the chosen projections (q, k, v, o,
+gate, up, down; :data:`core.arch.PROJECTIONS` maps them per family) of every block that the
+spec does NOT freeze; a frozen block gets none, so its weights stay exactly the base's
+(LoRA never touches embeddings, so freezing layer 0 changes no target). A spec that freezes
+every block leaves nothing to train and is an error.
+
 The reference code chose layers by matching ``roberta``/``distilbert`` in the model name,
 so its named strategies froze nothing for mBERT; here every family in
 :data:`core.arch.ARCHITECTURES` resolves, and anything else raises.
@@ -33,7 +40,16 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from core.arch import arch_of, base_model, layer_parameter_names, num_layers, parse_layers
+from core.arch import (
+    PROJECTION_KINDS,
+    PROJECTIONS,
+    arch_of,
+    base_model,
+    layer_parameter_names,
+    num_layers,
+    parse_layers,
+    projection_paths,
+)
 
 FREEZE_STRATEGIES = ("none", "front", "back", "front+emb", "back+emb")
 
@@ -135,3 +151,41 @@ def apply_freeze(model: nn.Module, plan_or_spec: FreezePlan | str) -> FreezePlan
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """``(name, parameter)`` of every parameter that still requires grad."""
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def lora_target_modules(model: nn.Module, kinds: str | tuple[str, ...] | list[str] = "paper",
+                        freeze: str = "none") -> tuple[list[str], FreezePlan]:
+    """Full module names that get a LoRA module, and the resolved freeze plan.
+
+    Args:
+        model: a model of the architecture table (decoder or encoder, heads allowed).
+        kinds: projections to adapt: ``"paper"`` = the middle-layer alignment paper's
+            q, k, v, o, gate, up, down restricted to what the family has (gpt2: ``c_attn``
+            for q/k/v, ``c_proj``, ``c_fc``, ``mlp.c_proj``; no gate); or a comma list /
+            sequence of :data:`core.arch.PROJECTION_KINDS` (a kind the family lacks is an
+            error naming it).
+        freeze: a freeze spec (see module doc); its frozen blocks get no LoRA module.
+
+    Returns:
+        ``(names, plan)``: sorted unique module names (as in ``model.named_modules()``) and
+        the :class:`FreezePlan`.
+
+    Raises:
+        ValueError: unknown kinds, a kind the family lacks, a bad spec, or a spec that
+            freezes every block (nothing left to adapt).
+    """
+    family = arch_of(model).family
+    if kinds == "paper":
+        kinds = tuple(k for k in PROJECTION_KINDS if k in PROJECTIONS.get(family, {}))
+    elif isinstance(kinds, str):
+        kinds = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if not kinds:
+        raise ValueError("no LoRA target projections given: expected some of " + ", ".join(PROJECTION_KINDS))
+    plan = resolve_freeze(model, freeze)
+    L = num_layers(model)
+    free_blocks = [i for i in range(1, L + 1) if i not in plan.frozen_layers]
+    if not free_blocks:
+        raise ValueError(f"freeze spec {freeze!r} freezes every block 1..{L}: no block is left for LoRA modules")
+    paths = projection_paths(model, kinds, free_blocks)
+    names = sorted({n for ns in paths.values() for n in ns})
+    return names, plan
