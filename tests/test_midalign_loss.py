@@ -1,0 +1,120 @@
+"""The alignment loss of middle-layer alignment against a numpy reference, and the guarantee
+that the parallel inputs never run the blocks above K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _midalign import tiny_lm
+
+from core.arch import blocks, num_layers
+from core.sentences import encode_texts, token_mean
+from realign.losses import sentence_infonce
+from realign.midalign.lora import add_lora
+from realign.midalign.loss import alignment_loss
+
+SRC = ["the cat sleeps", "a dog runs in the park", "we read a book", "the sun is hot today"]
+TGT = ["die Katze schläft", "ein Hund läuft im Park", "wir lesen ein Buch", "die Sonne ist heute heiß"]
+
+
+def np_infonce(s: np.ndarray, t: np.ndarray, tau: float, symmetric: bool = False) -> float:
+    """Reference (REFERENCE.md): cosine / tau, cross-entropy choosing the translation."""
+    s = s / np.linalg.norm(s, axis=1, keepdims=True)
+    t = t / np.linalg.norm(t, axis=1, keepdims=True)
+    logits = s @ t.T / tau
+
+    def ce(lg):
+        lg = lg - lg.max(1, keepdims=True)
+        return float(np.mean(np.log(np.exp(lg).sum(1)) - np.diag(lg)))
+
+    return (ce(logits) + ce(logits.T)) / 2 if symmetric else ce(logits)
+
+
+def test_token_mean_against_numpy():
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    want = np.stack([h[b, mask[b] == 1].mean(0) for b in range(3)])
+    got = token_mean(torch.from_numpy(h), torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # a padded position holding a huge value must not leak in
+    h[0, 4] = 1e6
+    np.testing.assert_allclose(token_mean(torch.from_numpy(h), torch.from_numpy(mask)).numpy(), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_sentence_infonce_hand_made(symmetric):
+    s = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.1]])
+    t = np.array([[0.9, 0.1, 0.0], [0.2, 1.0, 0.0], [0.0, 0.3, 1.0]])
+    got = float(sentence_infonce(torch.tensor(s), torch.tensor(t), 0.1, symmetric=symmetric))
+    assert got == pytest.approx(np_infonce(s, t, 0.1, symmetric), rel=1e-5)
+
+
+def test_detach_side_gets_no_gradient():
+    s = torch.randn(4, 6, requires_grad=True)
+    t = torch.randn(4, 6, requires_grad=True)
+    sentence_infonce(s, t, detach_target=True).backward()
+    assert t.grad is None and s.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2"])
+def test_alignment_loss_is_infonce_of_block_k_token_means(family):
+    model, tok = tiny_lm(family)
+    K = 2
+    enc = encode_texts(tok, SRC + TGT, 128)
+    outs = {}
+    h = blocks(model)[K - 1].register_forward_hook(lambda m, a, o: outs.__setitem__("k", o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.no_grad():
+            model(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+    finally:
+        h.remove()
+    hk = outs["k"].numpy()
+    mask = enc.attention_mask.numpy()
+    sent = np.stack([hk[b, mask[b] == 1].mean(0) for b in range(len(mask))])
+    want = np_infonce(sent[:4], sent[4:], 0.1)
+    with torch.no_grad():
+        loss, parts = alignment_loss(model, tok, SRC, TGT, K, temperature=0.1)
+    assert float(loss) == pytest.approx(want, rel=1e-4)
+    assert parts["truncated"] == 0
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2"])
+def test_block_above_k_never_runs_for_parallel_inputs(family):
+    """A hook on block K+1 (and on the LM head) never fires for the alignment forward/backward;
+    the same hooks fire for a task forward, so they would have seen it."""
+    model, tok = tiny_lm(family)
+    model, _, _ = add_lora(model)
+    model.train()
+    K = 2
+    assert num_layers(model) > K
+    fired = {"above": 0, "head": 0, "k": 0}
+    hooks = [blocks(model)[K].register_forward_hook(lambda *a: fired.__setitem__("above", fired["above"] + 1)),
+             model.get_output_embeddings().register_forward_hook(lambda *a: fired.__setitem__("head", fired["head"] + 1)),
+             blocks(model)[K - 1].register_forward_hook(lambda *a: fired.__setitem__("k", fired["k"] + 1))]
+    try:
+        loss, _ = alignment_loss(model, tok, SRC, TGT, K)
+        loss.backward()
+        assert fired == {"above": 0, "head": 0, "k": 1}
+        grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads)  # LoRA below K learns
+        enc = encode_texts(tok, SRC, 128)
+        model(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+        assert fired["above"] == 1 and fired["head"] == 1
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def test_lora_above_k_gets_no_gradient_from_alignment():
+    model, tok = tiny_lm("llama")
+    model, _, _ = add_lora(model)
+    model.train()
+    loss, _ = alignment_loss(model, tok, SRC, TGT, 1)
+    loss.backward()
+    above = [p for n, p in model.named_parameters() if p.requires_grad and ".layers.0." not in n]
+    below = [p for n, p in model.named_parameters() if p.requires_grad and ".layers.0." in n]
+    assert above and below
+    assert all(p.grad is None for p in above)
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in below)
