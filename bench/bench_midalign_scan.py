@@ -30,7 +30,6 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from alignfreeze.commands.midalign import scan_table
     from core.arch import num_layers
     from core.models import load
     from realign.midalign.data import read_parallel_texts
@@ -42,13 +41,21 @@ def main() -> None:
         raise SystemExit(f"{ud}: shared UD data absent")
     model, tok = load("smollm2-135m")
     L = num_layers(model)
-    frames, times = [], {}
-    for tgt in ("de", "fr"):
-        pairs = read_parallel_texts(ud / "en_pud-ud-test.conllu", ud / f"{tgt}_pud-ud-test.conllu", limit=args.limit)
+    from analysis.layer_scan import scan_rows
+    from core.sentences import sentence_vectors
+
+    # the PUD sentences are the same 1:1 in every language: the English vectors serve both pairs
+    frames, times, vecs, trunc = [], {}, {}, {}
+    for lang in ("en", "de", "fr"):
+        pairs = read_parallel_texts(ud / "en_pud-ud-test.conllu", ud / f"{lang}_pud-ud-test.conllu", limit=args.limit)
         t0 = time.perf_counter()
-        df, info = scan_table(model, tok, pairs, "smollm2-135m", "en", tgt, batch_size=16, max_length=256)
-        times[tgt] = (time.perf_counter() - t0, info["n_truncated"])
-        frames.append(df)
+        vecs[lang], trunc[lang] = sentence_vectors(model, tok, [p.tgt for p in pairs], "all", batch_size=16,
+                                                   max_length=256)
+        times[lang] = time.perf_counter() - t0
+    for tgt in ("de", "fr"):
+        rows = scan_rows(vecs["en"], vecs[tgt])
+        frames.append(pd.DataFrame([{"model": "smollm2-135m", "src": "en", "tgt": tgt, **r} for r in rows]))
+        times[tgt] = (times["en"] + times[tgt], trunc["en"] + trunc[tgt])
     df = pd.concat(frames, ignore_index=True)
     df.to_csv(args.out, index=False)
     lines = [f"## Layer scan of SmolLM2-135M (real weights, English-centric), PUD en-de and en-fr, {args.limit} pairs",

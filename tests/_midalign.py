@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ DE = FIXTURES / "de_demo-ud-test.conllu"
 FR = FIXTURES / "fr_demo-ud-test.conllu"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached(family: str, layers: int):
     from core.tiny import tiny_model
 
