@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # The CPU wheel of torch is installed first, pinned, so that no dependency can pull a
 # multi-GB CUDA build (a bare "torch" requirement would).
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,models,aligners,typology
+EXTRAS ?= dev,models,aligners,typology,tasks
 
 .PHONY: demo test lint venv clean
 

@@ -144,3 +144,14 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="already holds"):
         train(cfg(tmp_path), *tiny_lm(), progress=False)
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_gpu_settings_run_on_cpu_too(tmp_path):
+    """bf16 base weights + bf16 autocast + gradient checkpointing: the settings of a real run."""
+    model, tok = tiny_lm()
+    c = cfg(tmp_path, steps=1, dtype="bfloat16", mixed_precision="bf16", gradient_checkpointing=True)
+    out = train(c, model.to(torch.bfloat16), tok, progress=False)
+    losses = read_manifest(out)["final_losses"]
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    w = load_file(out / "adapter_model.safetensors")
+    assert all(v.dtype == torch.float32 for v in w.values())  # LoRA stays float32

@@ -70,6 +70,8 @@ class MidalignConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         if self.task != "none" and not self.train:
             raise ValueError(f"--task {self.task} needs --train data (CoNLL-U files or LOCALE:SPLIT)")
+        if self.task == "none" and self.train:
+            raise ValueError("--task none trains the alignment adapter alone: it takes no --train data")
         if self.task == "none" and not self.parallel:
             raise ValueError("--task none trains the alignment adapter alone: it needs --parallel data")
         if self.parallel and len(self.parallel) not in (1, 2):
