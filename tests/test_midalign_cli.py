@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import torch
 from _midalign import DE, EN, FR, saved_lm
 
 from alignfreeze.cli import main
@@ -38,6 +39,16 @@ def test_scan_train_merge_eval_and_drift(tmp_path, capsys):
     mm = read_manifest(merged)
     assert mm["combination"] == "cat" and mm["weights"] == [1.0, 0.5] and mm["meaning"].startswith("exact")
     assert json.loads((merged / "adapter_config.json").read_text())["r"] == 16
+
+    full = tmp_path / "full"
+    assert main(["midalign", "merge", "--model", base, "--adapters", str(task), str(align), "--weights", "1", "0.5",
+                 "--full-model", "--out", str(full)]) == 0
+    assert (full / "config.json").is_file() and not (full / "adapter_config.json").exists()
+    from core.models import load_model
+
+    a, b = load_model(full), load_model(merged)  # plain folder vs adapter folder merged on load
+    for (n, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.allclose(x, y, atol=1e-6), n
 
     ev = tmp_path / "eval.csv"
     assert main(["midalign", "eval", "--model", base, "--adapter", "none", str(task), str(merged), "--task", "upos",

@@ -53,7 +53,9 @@ def register(sub) -> None:
                    choices=("cat", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"))
     p.add_argument("--svd-rank", type=int, default=None, help="svd: rank of the result (default: sum of ranks)")
     p.add_argument("--density", type=float, default=None, help="ties/dare/magnitude_prune: share kept")
-    p.add_argument("--out", required=True, help="output adapter folder")
+    p.add_argument("--full-model", action="store_true",
+                   help="write the base with the merged delta folded in (a plain HF model folder), not an adapter")
+    p.add_argument("--out", required=True, help="output adapter (or, with --full-model, model) folder")
     p.set_defaults(func=run_merge)
 
     p = msub.add_parser("eval", help="zero-shot task scores per language for base + adapter(s) -> tidy CSV")
@@ -208,10 +210,11 @@ def run_merge(args) -> int:
     if args.combination == "svd" and svd_rank is None:
         svd_rank = model.peft_config["merged"].r
     man = merge_manifest(args.adapters, weights, args.combination, svd_rank)
-    save_merged(model, args.out, man, tok)
+    rank = model.peft_config["merged"].r
+    save_merged(model, args.out, man, tok, full_model=args.full_model)
     print(f"{args.out}: {args.combination} merge of {len(args.adapters)} adapters with weights {weights} "
           f"({man['meaning']})")
-    print(json.dumps({"rank": model.peft_config["merged"].r}))
+    print(json.dumps({"rank": rank, "full_model": args.full_model}))
     return 0
 
 

@@ -125,9 +125,11 @@ def merge_adapters(base_model, adapters: Sequence[str | Path], weights: Sequence
     return model
 
 
-def save_merged(model, out: str | Path, manifest: dict, tokenizer=None) -> Path:
+def save_merged(model, out: str | Path, manifest: dict, tokenizer=None, *, full_model: bool = False) -> Path:
     """Write the merged adapter as a plain PEFT folder (loads as the ``default`` adapter) +
-    tokenizer + manifest, atomically."""
+    tokenizer + manifest, atomically. ``full_model`` writes instead the base with the merged
+    delta folded into its weights (``merge_and_unload``): an ordinary HF model folder whose
+    manifest still names the base and its weight hash (so ``drift`` checks it)."""
     from core.io import atomic_dir
     from core.manifest import write_manifest
 
@@ -135,12 +137,16 @@ def save_merged(model, out: str | Path, manifest: dict, tokenizer=None) -> Path:
     if (out / "manifest.json").is_file():
         raise ValueError(f"{out}: already holds a finished run (manifest.json); choose another --out")
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp, selected_adapters=[MERGED])
-        sub = tmp / MERGED  # PEFT writes a non-default adapter into a sub-folder
-        if sub.is_dir():
-            for f in sub.iterdir():
-                os.replace(f, tmp / f.name)
-            shutil.rmtree(sub)
+        if full_model:
+            model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+            manifest = {**manifest, "full_model": True}
+        else:
+            model.save_pretrained(tmp, selected_adapters=[MERGED])
+            sub = tmp / MERGED  # PEFT writes a non-default adapter into a sub-folder
+            if sub.is_dir():
+                for f in sub.iterdir():
+                    os.replace(f, tmp / f.name)
+                shutil.rmtree(sub)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         write_manifest(tmp, manifest)
