@@ -118,3 +118,25 @@ def test_lora_above_k_gets_no_gradient_from_alignment():
     assert above and below
     assert all(p.grad is None for p in above)
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in below)
+
+
+def test_mistral_through_the_same_table():
+    """mistral (not in core.tiny): LoRA targets, loss and the stop at K from the one table."""
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    _, tok = tiny_lm("llama")
+    cfg = MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                        pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model, names, _ = add_lora(model, freeze="front")  # L = 3: block 1 frozen
+    assert len(names) == 14 and all(".layers.0." not in n for n in names)
+    fired = []
+    h = blocks(model)[2].register_forward_hook(lambda *a: fired.append(1))
+    try:
+        loss, _ = alignment_loss(model, tok, SRC, TGT, 2)
+        loss.backward()
+    finally:
+        h.remove()
+    assert not fired and torch.isfinite(loss)
