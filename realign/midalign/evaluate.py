@@ -32,7 +32,10 @@ def generate_tags(model, tokenizer, task: str, examples: Sequence[tasks.TaggingE
                   labels: Sequence[str], batch_size: int = 8, max_length: int | None = None,
                   drop_long: bool = False) -> tuple[list[list[str]], list[int], int]:
     """Predicted tag sequences; returns ``(preds, kept_indices, n_dropped)``."""
-    ctx = max_length or model_context(model)
+    ctx = model_context(model)
+    if max_length and max_length > ctx:
+        raise ValueError(f"--max-length {max_length} exceeds the model's context ({ctx} tokens)")
+    ctx = max_length or ctx
     per_tag = _max_tag_tokens(tokenizer, labels)
     prompts = tokenizer([tasks.prompt(task, ex.words) for ex in examples], add_special_tokens=True)["input_ids"]
     keep, dropped = [], 0

@@ -198,12 +198,17 @@ def train(
     if layer_choice is not None and not 1 <= layer_choice.layer <= L:
         raise ValueError(f"layer {layer_choice.layer} does not exist: this model has layers 0..{L}")
     K = layer_choice.layer if align else None
+    if config.micro_batch < world:
+        raise ValueError(f"micro_batch {config.micro_batch} < {world} processes: every process needs an example")
     if align and config.micro_batch // world < 2:
         raise ValueError(f"micro_batch {config.micro_batch} over {world} processes leaves < 2 pairs per process: "
                          "InfoNCE needs in-batch negatives")
 
     # 2. data
-    max_len = config.max_length or D.model_context(model)
+    ctx = D.model_context(model)
+    if config.max_length > ctx:
+        raise ValueError(f"--max-length {config.max_length} exceeds the context of {config.model} ({ctx} tokens)")
+    max_len = config.max_length or ctx
     n_dropped = 0
     encoded: list[D.EncodedExample] = []
     if config.task != "none":
