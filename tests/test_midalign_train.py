@@ -135,6 +135,8 @@ def test_bad_input(tmp_path):
     enc, etok = tiny_model("bert")
     with pytest.raises(ValueError, match="needs a decoder"):
         train(cfg(tmp_path), enc, etok, progress=False)
+    with pytest.raises(ValueError, match=r"--max-length 1000 exceeds the context"):
+        train(cfg(tmp_path, max_length=1000), *tiny_lm(), progress=False)
     with pytest.raises(ValueError, match=r"exceeds the context of 90.*--drop-long"):
         train(cfg(tmp_path, max_length=90), *tiny_lm(), progress=False)
     assert not (tmp_path / "out").exists()
