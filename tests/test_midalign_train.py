@@ -150,9 +150,15 @@ def test_bad_input(tmp_path):
 
 def test_gpu_settings_run_on_cpu_too(tmp_path):
     """bf16 base weights + bf16 autocast + gradient checkpointing: the settings of a real run."""
+    from accelerate.state import AcceleratorState
+
     model, tok = tiny_lm()
     c = cfg(tmp_path, steps=1, dtype="bfloat16", mixed_precision="bf16", gradient_checkpointing=True)
-    out = train(c, model.to(torch.bfloat16), tok, progress=False)
+    AcceleratorState._reset_state(True)  # accelerate keeps one precision per process: earlier tests used "no"
+    try:
+        out = train(c, model.to(torch.bfloat16), tok, progress=False)
+    finally:
+        AcceleratorState._reset_state(True)
     losses = read_manifest(out)["final_losses"]
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     w = load_file(out / "adapter_model.safetensors")
