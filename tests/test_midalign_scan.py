@@ -7,7 +7,6 @@ import pytest
 from _midalign import EN, FR, tiny_lm
 
 from analysis.layer_scan import layer_scan, scan_rows
-from analysis.plot_scan import plot_scan, scan_data
 from core.arch import projection_paths
 from realign.freeze import lora_target_modules
 from realign.midalign.data import read_parallel_texts
@@ -58,15 +57,21 @@ def test_scan_of_a_tiny_model_covers_every_layer_and_plots():
     assert sorted({r["layer"] for r in rows}) == [0, 1, 2, 3, 4]
     assert info["n_pairs"] == 12 and info["n_truncated"] == 0
     assert all(0 <= r["value"] <= 1 + 1e-9 for r in rows)
+
+
+def test_scan_table_draws_with_the_plot_command(tmp_path):
+    """The scan CSV is what `alignfreeze plot scan` reads (figures live in analysis.plots)."""
     import pandas as pd
 
-    df = pd.DataFrame([{"src": "en", "tgt": "fr", **r} for r in rows])
-    data = scan_data(df)
-    assert list(data.columns[-3:]) == ["cka", "src->tgt", "tgt->src"] and len(data) == 5
-    ax = plot_scan(data, chosen=2)
-    assert len(ax.lines) == 4  # three curves + the marker line
-    with pytest.raises(ValueError, match="lacks column"):
-        scan_data(df.drop(columns="direction"))
+    from alignfreeze.cli import main
+
+    model, tok = tiny_lm("qwen2")
+    pairs = read_parallel_texts(str(EN), str(FR))
+    rows, _ = layer_scan(model, tok, [p.src for p in pairs], [p.tgt for p in pairs], batch_size=12)
+    csv = tmp_path / "scan.csv"
+    pd.DataFrame([{"model": "tiny", "src": "en", "tgt": "fr", **r} for r in rows]).to_csv(csv, index=False)
+    assert main(["plot", "scan", "--input", str(csv), "--out", str(tmp_path / "fig"), "--mark-layer", "2"]) == 0
+    assert (tmp_path / "fig.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("family, n_per_block", [("llama", 7), ("qwen2", 7), ("gpt2", 4)])
