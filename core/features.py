@@ -1,10 +1,14 @@
 """Batched extraction of word-level representations at any set of layers.
 
-Layers follow the HF ``hidden_states`` convention (0 = embeddings, 1..L = blocks).
-Words are pooled from sub-words by :func:`core.pooling.pool_subwords`; padding and special
-tokens never leak in. A sentence longer than the model's maximum is split into windows at
-word boundaries (each window re-encoded with its own special tokens) and counted in
-``stats["windowed"]`` — never truncated silently, never a crash.
+Layers are those of :mod:`core.layers` (0 = input of block 1, i = raw output of block i,
+before a decoder's final norm), read with :func:`core.layers.layer_states`, which stops the
+forward pass after the highest requested layer. Sentences are tokenised as running text and
+pieces are mapped to words by character overlap (:mod:`core.encoding`); words are pooled by
+:func:`core.pooling.pool_subwords`; padding, special tokens and bare word-start markers
+never leak in. A sentence longer than the model's maximum is split into windows at word
+boundaries (each window encoded with its own special tokens), a word longer than a window
+is truncated inside its own window; both are counted in ``stats`` (and reported on stderr)
+— never truncated silently, never a crash.
 
 Large runs: :meth:`WordFeatureExtractor.extract_to_disk` streams chunks of sentences to
 safetensors shards (fp16 by default, fp32 on request), so memory is bounded by one chunk
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -24,90 +29,25 @@ import torch
 from tqdm.auto import tqdm
 
 from .arch import num_layers, parse_layers
-from .conllu import Sentence
+from .encoding import (  # noqa: F401  (encode_words, model_max_length, SentenceLike: public here too)
+    PIECE_TO_WORD,
+    EncodedBatch,
+    EncodingStats,
+    SentenceLike,
+    collate,
+    encode_windows,
+    encode_words,
+    model_max_length,
+    pad_id_of,
+    report,
+    surface,
+)
 from .io import atomic_dir, atomic_write_text
-from .pooling import pool_subwords
+from .layers import LAYER_DEFINITION, layer_states
 
-SentenceLike = Sentence | Sequence[str]
 DEVICE_BUFFER_BYTES = 4 << 30  # features of one chunk kept on the accelerator up to this size
-
-
-def _as_tokens(sent: SentenceLike) -> tuple[list[str], list[int] | None]:
-    """Surface tokens to tokenise and, for CoNLL-U sentences, the word -> token map."""
-    if isinstance(sent, Sentence):
-        identity = len(sent.tokens) == len(sent.words)
-        return list(sent.tokens), None if identity else list(sent.word_to_token)
-    if isinstance(sent, str):
-        raise TypeError("a sentence must be a list of words (or a core.conllu.Sentence), not a str")
-    return list(sent), None
-
-
-def model_max_length(model, tokenizer) -> int:
-    """Largest number of tokens (specials included) the model accepts."""
-    cfg = getattr(model, "config", None)
-    n = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
-    if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta"):
-        n -= 2  # positions start after the padding index
-    tok_max = getattr(tokenizer, "model_max_length", None) or n
-    return int(min(n, tok_max if tok_max < 1e9 else n))
-
-
-@dataclass
-class EncodedBatch:
-    """Model inputs plus the word index of each token (-1 = special or padding)."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    word_index: torch.Tensor
-    n_words: list[int]
-
-    def to(self, device) -> EncodedBatch:
-        return EncodedBatch(
-            self.input_ids.to(device), self.attention_mask.to(device), self.word_index.to(device), self.n_words
-        )
-
-
-def encode_words(tokenizer, batch: Sequence[Sequence[str]], max_length: int | None = None) -> EncodedBatch:
-    """Tokenise pre-split words; ``word_index`` comes from ``word_ids()``.
-
-    With ``max_length`` the batch is truncated (callers that must not lose words use
-    :func:`split_windows` first).
-    """
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    enc = tokenizer(
-        [list(b) for b in batch],
-        is_split_into_words=True,
-        padding=True,
-        truncation=max_length is not None,
-        max_length=max_length,
-        return_tensors="pt",
-    )
-    wi = torch.full(enc["input_ids"].shape, -1, dtype=torch.long)
-    for r in range(len(batch)):
-        ids = enc.word_ids(r)
-        wi[r] = torch.tensor([-1 if w is None else w for w in ids], dtype=torch.long)
-    return EncodedBatch(enc["input_ids"], enc["attention_mask"], wi, [len(b) for b in batch])
-
-
-def split_windows(tokenizer, words: Sequence[str], max_length: int) -> list[tuple[int, int]]:
-    """Split a sentence into word ranges ``[a, b)`` whose encodings fit ``max_length``."""
-    n_special = tokenizer.num_special_tokens_to_add(pair=False)
-    budget = max_length - n_special
-    if budget < 1:
-        raise ValueError(f"max_length {max_length} leaves no room for words")
-    enc = tokenizer([list(words)], is_split_into_words=True, add_special_tokens=False)
-    lengths = np.bincount([w for w in enc.word_ids(0) if w is not None], minlength=len(words)).tolist()
-    windows, start, used = [], 0, 0
-    for i, n in enumerate(lengths):
-        if n > budget:
-            n = budget  # a single huge word is truncated inside its own window
-        if used + n > budget and i > start:
-            windows.append((start, i))
-            start, used = i, 0
-        used += n
-    windows.append((start, len(words)))
-    return windows
+STAT_KEYS = ("sentences", "words", "lost_words", *(k for k in EncodingStats().to_dict() if k not in
+                                                   ("sentences", "words", "max_length")))
 
 
 @dataclass
@@ -145,6 +85,9 @@ class WordFeatureExtractor:
         batch_size: sentences (windows) per forward pass.
         max_length: tokens per sequence; default the model's maximum.
         progress: show a tqdm bar.
+
+    ``encoding_stats`` accumulates the :class:`core.encoding.EncodingStats` of every call
+    (windows, truncated words, shared pieces) for the caller's report and manifest.
     """
 
     def __init__(
@@ -166,63 +109,43 @@ class WordFeatureExtractor:
         self.batch_size = batch_size
         self.max_length = max_length or model_max_length(model, tokenizer)
         self.progress = progress
+        self.encoding_stats = EncodingStats(max_length=self.max_length)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def hidden_words(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward pass: ``(len(layers), B, W, D)`` word vectors and ``(B, W)`` counts.
-
-        Differentiable when called with grad enabled (realignment uses it).
-        """
-        batch = batch.to(self.device)
-        out = self.model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True
-        )
-        hs = out.hidden_states
-        stacked = torch.stack([hs[i] for i in self.layers])
-        return pool_subwords(stacked, batch.word_index, max(batch.n_words), self.pooling)
-
-    def _windows(self, token_lists: list[list[str]]) -> tuple[list[tuple[int, int, int]], int]:
-        """(sentence, start, end) work items; long sentences become several windows."""
-        items, n_windowed = [], 0
-        # fast length check with one batched tokenisation
-        enc = self.tokenizer(token_lists, is_split_into_words=True, add_special_tokens=True)
-        for s, ids in enumerate(enc["input_ids"]):
-            if len(ids) <= self.max_length:
-                items.append((s, 0, len(token_lists[s])))
-            else:
-                n_windowed += 1
-                for a, b in split_windows(self.tokenizer, token_lists[s], self.max_length):
-                    items.append((s, a, b))
-        return items, n_windowed
+    def states(self, batch: EncodedBatch) -> dict[int, torch.Tensor]:
+        """``{layer: (R, T, D)}`` token states of one batch at the extractor's layers
+        (differentiable when called with grad enabled)."""
+        return layer_states(self.model, self.layers, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
 
     @torch.no_grad()
     def _extract_chunk(self, sents: Sequence[SentenceLike], bar) -> WordFeatures:
-        converted = [_as_tokens(s) for s in sents]
-        token_lists = [t for t, _ in converted]
+        converted = [surface(s) for s in sents]
         tok_off = np.zeros(len(sents) + 1, dtype=np.int64)
-        tok_off[1:] = np.cumsum([len(t) for t in token_lists])
+        tok_off[1:] = np.cumsum([len(c.words) for c in converted])
         n_tok = int(tok_off[-1])
-        items, n_windowed = self._windows(token_lists) if n_tok else ([], 0)
+        enc_stats = EncodingStats()
+        windows = encode_windows(self.tokenizer, sents, self.max_length, stats=enc_stats) if n_tok else []
+        windows = [w for w in windows if w.end > w.start]
         # longest first: less padding, and an out-of-memory shows up at once
-        items.sort(key=lambda it: -(it[2] - it[1]))
+        windows.sort(key=lambda w: -len(w.input_ids))
+        pad = pad_id_of(self.tokenizer)
         # the chunk's features are gathered where the model runs (one transfer to the host
         # at the end instead of a synchronising copy per batch and layer), unless that
         # would take more than DEVICE_BUFFER_BYTES of accelerator memory
         buf: torch.Tensor | None = None
         buf_valid: torch.Tensor | None = None
-        for k in range(0, len(items), self.batch_size):
-            chunk = items[k : k + self.batch_size]
-            enc = encode_words(self.tokenizer, [token_lists[s][a:b] for s, a, b in chunk]).to(self.device)
-            hs = self.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-                            output_hidden_states=True).hidden_states
+        for k in range(0, len(windows), self.batch_size):
+            chunk = windows[k : k + self.batch_size]
+            enc = collate(chunk, pad).to(self.device)
+            states = self.states(enc)
             # rows of this batch -> global token rows (the words of a window are contiguous)
-            dest = np.concatenate([tok_off[s] + np.arange(a, b) for s, a, b in chunk])
+            dest = np.concatenate([tok_off[w.sentence] + np.arange(w.start, w.end) for w in chunk])
             for i, layer in enumerate(self.layers):
-                # one layer at a time: no stacked copy of all hidden states
-                words, counts = pool_subwords(hs[layer], enc.word_index, enc.n_words, self.pooling, flat=True)
+                # one layer at a time: no stacked copy of all layers
+                words, counts = enc.pool(states[layer], self.pooling)
                 if buf is None:
                     nbytes = len(self.layers) * n_tok * words.shape[-1] * 4
                     place = self.device if nbytes <= DEVICE_BUFFER_BYTES else torch.device("cpu")
@@ -234,15 +157,15 @@ class WordFeatureExtractor:
                 buf[i].index_copy_(0, dest_t, words.to(dest_dev, torch.float32))
             buf_valid.index_copy_(0, dest_t, (counts > 0).to(dest_dev))
             if bar is not None:
-                bar.update(len({s for s, _, _ in chunk}))
+                bar.update(len({w.sentence for w in chunk if w.end == len(converted[w.sentence].words)}))
         if buf is None:
             tok_feats, tok_valid = np.zeros((len(self.layers), 0, 0), dtype=np.float32), np.zeros(0, dtype=bool)
         else:
             tok_feats, tok_valid = buf.cpu().numpy(), buf_valid.cpu().numpy()
         # syntactic words: gather the surface token that carries each word
         gather, w_off = [], [0]
-        for s, (toks, w2t) in enumerate(converted):
-            idx = np.arange(len(toks)) if w2t is None else np.asarray(w2t, dtype=np.int64)
+        for s, c in enumerate(converted):
+            idx = np.arange(len(c.words)) if c.word_to_token is None else np.asarray(c.word_to_token, dtype=np.int64)
             gather.append(tok_off[s] + idx)
             w_off.append(w_off[-1] + len(idx))
         g = np.concatenate(gather) if gather else np.zeros(0, dtype=np.int64)
@@ -253,7 +176,9 @@ class WordFeatureExtractor:
         else:
             feats = {layer: tok_feats[i][g] for i, layer in enumerate(self.layers)}
             valid = tok_valid[g]
-        stats = {"sentences": len(sents), "words": len(g), "windowed": n_windowed, "lost_words": int((~valid).sum())}
+        self.encoding_stats += enc_stats
+        stats = {**enc_stats.to_dict(), "words": len(g), "lost_words": int((~valid).sum())}
+        stats.pop("max_length")
         return WordFeatures(self.layers, feats, np.asarray(w_off, dtype=np.int64), valid, self.pooling, stats)
 
     def iter_chunks(self, sentences, chunk_sentences: int = 1024, total: int | None = None) -> Iterator[WordFeatures]:
@@ -262,6 +187,7 @@ class WordFeatureExtractor:
             total = len(sentences)
         bar = tqdm(total=total, desc="word features", unit="sent", disable=not self.progress)
         buf: list[SentenceLike] = []
+        before = EncodingStats(**self.encoding_stats.to_dict())
         try:
             for s in sentences:
                 buf.append(s)
@@ -272,6 +198,11 @@ class WordFeatureExtractor:
                 yield self._extract_chunk(buf, bar)
         finally:
             bar.close()
+        run = EncodingStats(max_length=self.max_length)
+        for f in dataclass_fields(EncodingStats):
+            if f.name != "max_length":
+                setattr(run, f.name, getattr(self.encoding_stats, f.name) - getattr(before, f.name))
+        report(run, "word features")
 
     def extract(self, sentences) -> WordFeatures:
         """All word features in memory (use :meth:`extract_to_disk` for large corpora)."""
@@ -289,7 +220,7 @@ class WordFeatureExtractor:
 
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, not {dtype!r}")
-        totals = {"sentences": 0, "words": 0, "windowed": 0, "lost_words": 0}
+        totals = dict.fromkeys(STAT_KEYS, 0)
         with atomic_dir(out_dir) as tmp:
             shards = []
             for k, wf in enumerate(self.iter_chunks(sentences, chunk_sentences)):
@@ -302,7 +233,8 @@ class WordFeatureExtractor:
                 for key in totals:
                     totals[key] += wf.stats[key]
             index = {
-                "layers": list(self.layers), "pooling": self.pooling, "dtype": dtype,
+                "layers": list(self.layers), "layer_definition": LAYER_DEFINITION,
+                "pooling": self.pooling, "piece_to_word": PIECE_TO_WORD, "dtype": dtype,
                 "max_length": self.max_length, "shards": shards, "stats": totals, "meta": meta or {},
             }
             atomic_write_text(Path(tmp) / "index.json", json.dumps(index, indent=2))

@@ -1,0 +1,483 @@
+"""Words -> model inputs: THE tokenisation of pre-split words, for every path that tokenises
+(features, drift, CKA, probes, align-eval, realignment, fine-tuning, evaluation, attribution
+and the decoder commands).
+
+1. Running text. A model was trained on running text, so a sentence is tokenised as the
+   text it came from: its surface words joined by a space, except after a word whose
+   CoNLL-U MISC says ``SpaceAfter=No`` (:attr:`core.conllu.Sentence.space_after`: Chinese
+   and Thai words are glued, punctuation often is). A plain list of words is joined with
+   single spaces. Byte-level BPE (GPT-2, Llama 3, SmolLM2) then sees ``Ġcat`` as in running
+   text, not ``cat`` glued to the previous word; SentencePiece sees ``北京是中国`` as one
+   string, as in its training data.
+2. Pieces -> words by CHARACTER overlap (``return_offsets_mapping``): a word owns the pieces
+   whose offsets overlap its characters. A piece that carries no character of the text (a
+   bare word-start marker: XLM-R's ``▁`` before ``amerikanische``, a lone ``Ġ``; decided from
+   the piece itself, :func:`bare_piece_mask`, because its offsets still overlap the next
+   character), a special token or padding belongs to no word and never enters a word
+   vector. A piece shared by two words (XLM-R's ``是中国`` for ``是`` + ``中国``) belongs to
+   both; such words are counted (``shared_piece_words``). Pooling (first = first piece that
+   carries characters of the word) is :func:`core.pooling.pool_subwords`.
+3. Long inputs, one policy (:func:`encode_windows`). A sentence with more pieces than the
+   model's positions is split into windows at word boundaries, each window encoded on its
+   own with its own special tokens; a single word with more pieces than a window holds is
+   truncated inside its own window (it keeps its first pieces). Every window, windowed
+   sentence and truncated word is counted in :class:`EncodingStats`, which callers return,
+   print (:func:`report`) and record in their manifests.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import weakref
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+
+from .conllu import Sentence
+from .pooling import WordPieces, pool_subwords
+
+SentenceLike = Sentence | Sequence[str]
+PIECE_TO_WORD = ("running text (SpaceAfter=No glues words); a word owns the pieces overlapping its characters; "
+                 "bare markers, specials and padding belong to no word; a piece shared by two words belongs to both")
+
+
+# ----------------------------------------------------------------------------- running text
+@dataclass(frozen=True)
+class Surface:
+    """What is tokenised for one sentence: ``words`` (CoNLL-U surface tokens: ``au``, not
+    ``à le``) and ``space_after[i]`` (False: word i is glued to word i+1 in running text);
+    ``word_to_token`` maps CoNLL-U syntactic words to surface words (None: identity)."""
+
+    words: list[str]
+    space_after: list[bool]
+    word_to_token: list[int] | None = None
+
+
+def surface(sent: SentenceLike) -> Surface:
+    """The :class:`Surface` of a CoNLL-U sentence or a list of words (a str is refused:
+    its characters would be taken for words)."""
+    if isinstance(sent, Sentence):
+        words = list(sent.tokens)
+        space = list(sent.space_after) if len(sent.space_after) == len(words) else [True] * len(words)
+        identity = len(sent.tokens) == len(sent.words)
+        return Surface(words, space, None if identity else list(sent.word_to_token))
+    if isinstance(sent, str):
+        raise TypeError("a sentence must be a list of words (or a core.conllu.Sentence), not a str")
+    words = [str(w) for w in sent]
+    return Surface(words, [True] * len(words))
+
+
+def running_text(words: Sequence[str], space_after: Sequence[bool] | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(text, starts, ends)``: the words joined into running text, and the character
+    span ``[starts[i], ends[i])`` of word ``i`` in it."""
+    n = len(words)
+    lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=n)
+    gaps = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        glue = np.ones(n - 1, dtype=bool) if space_after is None else np.asarray(space_after[: n - 1], dtype=bool)
+        gaps[1:] = glue
+    starts = np.cumsum(gaps) + np.concatenate([[0], np.cumsum(lens)[:-1]]) if n else lens
+    parts = []
+    for i, w in enumerate(words):
+        if gaps[i]:
+            parts.append(" ")
+        parts.append(w)
+    return "".join(parts), starts, starts + lens
+
+
+def _text_words(text: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Whitespace-separated words of a str and their spans (the str itself stays the text)."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    starts = np.asarray([a for a, _ in spans], dtype=np.int64)
+    ends = np.asarray([b for _, b in spans], dtype=np.int64)
+    return [text[a:b] for a, b in spans], starts, ends
+
+
+# ----------------------------------------------------------------------------- bare pieces
+_BARE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def bare_piece_mask(tokenizer, ids: np.ndarray) -> np.ndarray:
+    """True for pieces that carry no character: the piece decoded on its own is empty or
+    whitespace (``▁``, ``Ġ``). Tokenizers without a decoder: the piece with a leading
+    ``▁``/``Ġ``/``##`` removed. Cached per tokenizer and piece id."""
+    cache = _BARE.setdefault(tokenizer, {})
+    ids = np.asarray(ids, dtype=np.int64)
+    uniq = np.unique(ids)
+    todo = [int(i) for i in uniq if int(i) not in cache]
+    if todo:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        has_decoder = getattr(backend, "decoder", None) is not None
+        for i, piece in zip(todo, tokenizer.convert_ids_to_tokens(todo)):
+            if piece is None:
+                cache[i] = False
+                continue
+            text = (tokenizer.convert_tokens_to_string([piece]) if has_decoder
+                    else piece.removeprefix("##").lstrip("\u2581\u0120"))
+            cache[i] = not text.strip()
+    table = np.fromiter((cache[int(i)] for i in uniq), dtype=bool, count=len(uniq))
+    return table[np.searchsorted(uniq, ids)] if len(ids) else np.zeros(0, dtype=bool)
+
+
+def _word_pieces(offsets: np.ndarray, carry: np.ndarray, starts: np.ndarray,
+                 ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(token, word)`` pairs: token ``t`` (carrying characters) overlaps word ``w``'s span."""
+    a, b = offsets[:, 0], offsets[:, 1]
+    lo = np.searchsorted(ends, a, side="right")  # first word that ends after the piece starts
+    hi = np.searchsorted(starts, b, side="left")  # words that start before the piece ends
+    k = np.where(carry & (b > a), np.maximum(hi - lo, 0), 0)
+    tok = np.repeat(np.arange(len(offsets)), k)
+    word = lo[tok] + (np.arange(len(tok)) - np.repeat(np.cumsum(k) - k, k))
+    keep = (ends > starts)[word] if len(word) else np.zeros(0, dtype=bool)
+    return tok[keep], word[keep]
+
+
+# ----------------------------------------------------------------------------- statistics
+@dataclass
+class EncodingStats:
+    """Counts of one encoding run (over surface words). ``max_length`` is the window size."""
+
+    sentences: int = 0
+    words: int = 0
+    windows: int = 0
+    windowed: int = 0
+    truncated_words: int = 0
+    words_without_pieces: int = 0
+    shared_piece_words: int = 0
+    bare_marker_pieces: int = 0
+    max_length: int = 0
+
+    def __iadd__(self, other: EncodingStats) -> EncodingStats:
+        for f in fields(self):
+            if f.name == "max_length":
+                self.max_length = max(self.max_length, other.max_length)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for logs: windows, truncations and words without pieces."""
+        return (f"{self.sentences} sentence(s), {self.words} word(s); {self.windowed} sentence(s) longer than "
+                f"{self.max_length} positions split into windows ({self.windows} windows in all); "
+                f"{self.truncated_words} word(s) truncated to one window; {self.words_without_pieces} word(s) "
+                f"without pieces; {self.shared_piece_words} word(s) share a piece with a neighbour")
+
+
+def report(stats: EncodingStats, where: str, file=None) -> None:
+    """Print ``stats`` on stderr when a sentence was windowed, a word truncated or left
+    without pieces (nothing is printed for inputs that fit)."""
+    if stats.windowed or stats.truncated_words or stats.words_without_pieces:
+        print(f"alignfreeze: {where}: {stats.summary()}", file=file or sys.stderr)
+
+
+# ----------------------------------------------------------------------------- windows
+@dataclass
+class Window:
+    """One model input sequence: words ``start..end-1`` of sentence ``sentence``.
+
+    ``input_ids`` include the special tokens; ``text_mask`` marks the tokens of the text
+    (not special); ``(piece_token[k], piece_word[k])``: token position and SENTENCE word
+    index of every (token, word) pair; ``truncated``: the (single) word lost pieces.
+    """
+
+    sentence: int
+    start: int
+    end: int
+    input_ids: np.ndarray
+    text_mask: np.ndarray
+    piece_token: np.ndarray
+    piece_word: np.ndarray
+    truncated: bool = False
+
+
+def _max_positions(tokenizer, max_length: int | None) -> int | None:
+    if max_length is not None:
+        return int(max_length)
+    n = getattr(tokenizer, "model_max_length", None)
+    return int(n) if n and n < 1e9 else None
+
+
+def model_max_length(model, tokenizer) -> int:
+    """Largest number of tokens (specials included) the model accepts."""
+    cfg = getattr(model, "config", None)
+    n = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
+    if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta"):
+        n -= 2  # positions start after the padding index
+    tok_max = getattr(tokenizer, "model_max_length", None) or n
+    return int(min(n, tok_max if tok_max < 1e9 else n))
+
+
+class _Encoder:
+    """Tokenises running texts with offsets and turns them into :class:`Window` objects."""
+
+    def __init__(self, tokenizer, max_length: int | None):
+        self.tok = tokenizer
+        self.max_length = max_length
+        self.n_special = tokenizer.num_special_tokens_to_add(pair=False)
+        if max_length is not None and max_length - self.n_special < 1:
+            raise ValueError(f"max_length {max_length} leaves no room for words "
+                             f"({self.n_special} special tokens per sequence)")
+
+    def tokenize(self, texts: list[str], truncate: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        if not texts:
+            return []
+        enc = self.tok(texts, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True,
+                       return_attention_mask=False, return_token_type_ids=False, split_special_tokens=True, verbose=False,
+                       truncation=truncate, max_length=self.max_length if truncate else None)
+        out = []
+        for ids, off, sp in zip(enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"]):
+            out.append((np.asarray(ids, dtype=np.int64), np.asarray(off, dtype=np.int64).reshape(-1, 2),
+                        np.asarray(sp, dtype=bool)))
+        return out
+
+    def window(self, s: int, a: int, starts: np.ndarray, ends: np.ndarray, encoded, truncated: bool = False) -> Window:
+        ids, off, special = encoded
+        carry = ~special & ~bare_piece_mask(self.tok, ids)
+        tok, word = _word_pieces(off, carry, starts, ends)
+        return Window(s, a, a + len(starts), ids, ~special, tok, word + a, truncated)
+
+    def costs(self, starts: np.ndarray, ends: np.ndarray, encoded) -> np.ndarray:
+        """Positions each word takes (a bare marker or space piece counts for the next word)."""
+        _ids, off, special = encoded
+        b = off[~special, 1]
+        owner = np.minimum(np.searchsorted(ends, b, side="left"), len(ends) - 1)
+        return np.bincount(owner, minlength=len(ends))
+
+
+def _plan(costs: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Greedy word ranges ``[a, b)`` whose costs fit ``budget`` (a word over it stands alone)."""
+    windows, start, used = [], 0, 0
+    for i, c in enumerate(costs.tolist()):
+        if used + c > budget and i > start:
+            windows.append((start, i))
+            start, used = i, 0
+        used += c
+    windows.append((start, len(costs)))
+    return windows
+
+
+def _span(sf: Surface, a: int, b: int) -> tuple[str, np.ndarray, np.ndarray]:
+    return running_text(sf.words[a:b], sf.space_after[a:b])
+
+
+def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_length: int | None = None, *,
+                   stats: EncodingStats | None = None) -> list[Window]:
+    """THE long-input policy: every sentence as one or more :class:`Window` objects, in order.
+
+    Args:
+        tokenizer: a fast tokenizer (offsets are needed).
+        sentences: CoNLL-U sentences, lists of words, or (sentence-level inputs only) plain
+            str texts, whose whitespace-separated parts are the words and whose characters
+            are kept as they are.
+        max_length: positions per sequence, specials included (default: the tokenizer's
+            ``model_max_length``; pass :func:`model_max_length` of the model).
+        stats: counts are added to it.
+
+    A sentence that fits is tokenised once. A longer one is cut at word boundaries into
+    windows that fit (planned from its own tokenisation, checked after re-encoding each
+    window); a word longer than a window alone is truncated to ``max_length`` positions.
+    """
+    enc = _Encoder(tokenizer, _max_positions(tokenizer, max_length))
+    st = EncodingStats(max_length=enc.max_length or 0)
+    prepared = []
+    for s in sentences:
+        if isinstance(s, str):
+            words, starts, ends = _text_words(s)
+            prepared.append((Surface(words, [True] * len(words)), s, starts, ends))
+        else:
+            sf = surface(s)
+            prepared.append((sf, *running_text(sf.words, sf.space_after)))
+    out: list[Window] = []
+    for k, ((sf, _text, starts, ends), e) in enumerate(zip(prepared, enc.tokenize([p[1] for p in prepared]))):
+        st.sentences += 1
+        st.words += len(sf.words)
+        if enc.max_length is None or len(e[0]) <= enc.max_length or len(sf.words) == 0:
+            out.append(enc.window(k, 0, starts, ends, e))
+            continue
+        todo = [(a, b) for a, b in _plan(enc.costs(starts, ends, e), enc.max_length - enc.n_special)]
+        done: list[Window] = []
+        while todo:
+            spans = [_span(sf, a, b) for a, b in todo]
+            encs = enc.tokenize([t for t, _, _ in spans])
+            nxt = []
+            for (a, b), (_t, st_, en_), ew in zip(todo, spans, encs):
+                if len(ew[0]) <= enc.max_length:
+                    done.append(enc.window(k, a, st_, en_, ew))
+                elif b - a > 1:  # context changed the pieces at the cut: split again
+                    nxt += [(a + x, a + y) for x, y in _plan(enc.costs(st_, en_, ew), enc.max_length - enc.n_special)]
+                else:
+                    done.append(enc.window(k, a, st_, en_, enc.tokenize([_t], truncate=True)[0], truncated=True))
+            todo = nxt
+        st.windowed += len(done) > 1
+        out.extend(sorted(done, key=lambda w: w.start))
+    for w in out:
+        st.windows += 1
+        st.truncated_words += int(w.truncated)
+        n = w.end - w.start
+        per_word = np.bincount(w.piece_word - w.start, minlength=n)
+        st.words_without_pieces += int((per_word == 0).sum())
+        per_tok = np.bincount(w.piece_token, minlength=len(w.input_ids))
+        shared = per_tok[w.piece_token] > 1
+        st.shared_piece_words += len(np.unique(w.piece_word[shared]))
+        st.bare_marker_pieces += int(w.text_mask.sum()) - len(np.unique(w.piece_token))
+    if stats is not None:
+        stats += st
+    return out
+
+
+# ----------------------------------------------------------------------------- batches
+@dataclass
+class EncodedBatch:
+    """Model inputs of several windows and which tokens make which word.
+
+    ``input_ids``/``attention_mask``/``text_mask`` are ``(R, T)`` (right padding);
+    ``pieces`` maps tokens to word slots: the words of the batch's sentences in order (a
+    sentence's windows are consecutive, so its words are too); ``n_words[s]`` words in
+    sentence ``s``; ``row_sentence[r]`` the sentence of row ``r``.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    text_mask: torch.Tensor
+    pieces: WordPieces
+    n_words: list[int]
+    row_sentence: torch.Tensor
+    stats: EncodingStats = field(default_factory=EncodingStats)
+
+    def to(self, device) -> EncodedBatch:
+        return EncodedBatch(self.input_ids.to(device), self.attention_mask.to(device), self.text_mask.to(device),
+                            self.pieces.to(device), self.n_words, self.row_sentence.to(device), self.stats)
+
+    @property
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """Keyword inputs of the model."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+
+    @property
+    def word_offsets(self) -> np.ndarray:
+        """``(S + 1,)``: sentence ``s`` owns word slots ``word_offsets[s]:word_offsets[s+1]``."""
+        return np.concatenate([[0], np.cumsum(self.n_words)]).astype(np.int64)
+
+    def pool(self, hidden: torch.Tensor, method: str = "first") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(..., N, D)`` word vectors and ``(N,)`` piece counts (N = sum of ``n_words``)."""
+        return pool_subwords(hidden, self.pieces, method=method)
+
+    def sentence_mean(self, hidden: torch.Tensor, *, text_only: bool = False) -> torch.Tensor:
+        """``(..., S, D)`` mean over each sentence's non-pad tokens (all its windows; the
+        reference's sentence vector), or over its text tokens only (``text_only``)."""
+        R, T, D = hidden.shape[-3:]
+        lead = hidden.shape[:-3]
+        m = (self.text_mask if text_only else self.attention_mask.bool()).to(hidden.device)
+        row_sum = (hidden * m.to(hidden.dtype)[..., None]).sum(-2)  # (..., R, D)
+        S = len(self.n_words)
+        rs = self.row_sentence.to(hidden.device)
+        tot = hidden.new_zeros(*lead, S, D).index_add(-2, rs, row_sum)
+        cnt = hidden.new_zeros(S).index_add(0, rs, m.sum(-1).to(hidden.dtype))
+        return tot / cnt.clamp(min=1)[:, None]
+
+    @property
+    def word_index(self) -> torch.Tensor:
+        """``(R, T)`` per-token word index within its sentence (-1: no word). A piece shared
+        by two words shows the first only: for inspection; pooling uses :attr:`pieces`."""
+        R, T = self.input_ids.shape
+        off = torch.as_tensor(self.word_offsets, device=self.pieces.word.device)
+        rows = self.pieces.token // T
+        local = self.pieces.word - off[self.row_sentence.to(rows.device)[rows]]
+        big = torch.iinfo(torch.long).max
+        wi = torch.full((R * T,), big, dtype=torch.long, device=local.device)
+        wi = wi.scatter_reduce(0, self.pieces.token, local, "amin")
+        return torch.where(wi == big, -1, wi).reshape(R, T)
+
+
+def collate(windows: Sequence[Window], pad_id: int, *, by_sentence: bool = False,
+            stats: EncodingStats | None = None) -> EncodedBatch:
+    """Pad windows into one :class:`EncodedBatch`.
+
+    ``by_sentence=False``: every window is its own "sentence" (its words are slots
+    ``base..base + end - start``). ``by_sentence=True``: consecutive windows of the same
+    sentence form one sentence (they must be complete and in order, as
+    :func:`encode_windows` returns them).
+    """
+    R = len(windows)
+    T = max((len(w.input_ids) for w in windows), default=0)
+    ids = np.full((R, T), pad_id, dtype=np.int64)
+    mask = np.zeros((R, T), dtype=np.int64)
+    text = np.zeros((R, T), dtype=bool)
+    toks, words, n_words, row_sentence = [], [], [], []
+    base = 0
+    for r, w in enumerate(windows):
+        n = len(w.input_ids)
+        ids[r, :n], mask[r, :n], text[r, :n] = w.input_ids, 1, w.text_mask
+        toks.append(r * T + w.piece_token)
+        words.append(base + w.piece_word - w.start)
+        base += w.end - w.start
+        if by_sentence and r > 0 and windows[r - 1].sentence == w.sentence:
+            if windows[r - 1].end != w.start:
+                raise ValueError(f"windows of sentence {w.sentence} are not consecutive")
+            n_words[-1] += w.end - w.start
+        else:
+            n_words.append(w.end - w.start)
+        row_sentence.append(len(n_words) - 1)
+    def cat(xs):
+        return torch.from_numpy(np.concatenate(xs)) if xs else torch.zeros(0, dtype=torch.long)
+
+    pieces = WordPieces(cat(toks), cat(words), base)
+    return EncodedBatch(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(text), pieces, n_words,
+                        torch.as_tensor(row_sentence, dtype=torch.long), stats or EncodingStats())
+
+
+def pad_id_of(tokenizer) -> int:
+    """The id used for padding (attention-masked, so any id works when none is defined)."""
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+def encode_words(tokenizer, sentences: Sequence[SentenceLike], max_length: int | None = None) -> EncodedBatch:
+    """Tokenise sentences of words as running text, windowed by :func:`encode_windows`.
+
+    Returns an :class:`EncodedBatch` whose word slots are the sentences' words in order
+    (``n_words[s] = len(words of s)``), whatever the number of windows; ``batch.stats``
+    holds the counts.
+    """
+    if isinstance(sentences, str):
+        raise TypeError("encode_words takes a list of sentences (lists of words), not a str")
+    for s in sentences:
+        if isinstance(s, str):
+            raise TypeError("a sentence must be a list of words (or a core.conllu.Sentence), not a str")
+    stats = EncodingStats()
+    wins = encode_windows(tokenizer, sentences, max_length, stats=stats)
+    return collate(wins, pad_id_of(tokenizer), by_sentence=True, stats=stats)
+
+
+def encode_texts(tokenizer, texts: Sequence[str | SentenceLike], max_length: int | None = None) -> EncodedBatch:
+    """Sentence-level inputs (str texts kept verbatim, or words / CoNLL-U sentences as
+    running text), windowed by the same policy; pool with :meth:`EncodedBatch.sentence_mean`."""
+    if isinstance(texts, str):
+        raise TypeError("encode_texts takes a list of texts, not a str")
+    stats = EncodingStats()
+    wins = encode_windows(tokenizer, texts, max_length, stats=stats)
+    return collate(wins, pad_id_of(tokenizer), by_sentence=True, stats=stats)
+
+
+def unknown_words(tokenizer, sentences: Sequence[SentenceLike], max_length: int | None = None) -> list[np.ndarray]:
+    """Per sentence, True for the words whose pieces are ALL the unknown token (words
+    without pieces are not unknown). Tokenizers without an unknown token: all False."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    out = [np.zeros(len(surface(s).words), dtype=bool) for s in sentences]
+    if unk is None:
+        return out
+    for w in encode_windows(tokenizer, sentences, max_length):
+        is_unk = w.input_ids[w.piece_token] == unk
+        n = len(out[w.sentence])
+        seen = np.bincount(w.piece_word, minlength=n) > 0
+        known = np.bincount(w.piece_word, weights=~is_unk, minlength=n) > 0
+        out[w.sentence] |= seen & ~known
+    return out
