@@ -136,7 +136,7 @@ def _upos(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: bool) ->
     if hold and train.n_sentences < 2:
         raise ValueError(f"{train_file}: cannot hold out sentences of a 1-sentence treebank; use --holdout 0")
     meta["data"] = {str(d.path): {"lang": d.lang, "sentences": d.n_sentences, "words": len(d), "lost_words": d.lost,
-                                  "unknown_word_rate": d.unknown_rate}
+                                  "unknown_word_rate": d.unknown_rate, "encoding": d.encoding}
                     for d in [train, *others.values()]}
     layers = train.layers
     rows: list[dict] = []
@@ -192,7 +192,7 @@ def _translation(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: b
         pairs = read_parallel(pivot, f, limit=limit)
         check_vocabulary(extractor.tokenizer, [p.tgt for p in pairs], str(f), cfg.max_unknown)
         if piv_vecs is None:  # pivot sentences once, reused for every language
-            piv_vecs = sentence_vectors(extractor.extract([s.tokens for s in piv_sents]))
+            piv_vecs = sentence_vectors(extractor.extract(piv_sents))
         src = piv_vecs[:, [piv_index[p.id] for p in pairs]]
         tgt = sentence_vectors(extractor.extract([p.tgt for p in pairs]))
         lang = treebank_lang(f)
@@ -272,6 +272,7 @@ def run_probe(cfg: ProbeConfig, *, model=None, tokenizer=None, progress: bool = 
     from core.manifest import data_file_entries
 
     meta["data_files"] = data_file_entries(files)
+    meta["encoding"] = extractor.encoding_stats.to_dict()  # windows, truncated words, shared pieces
     meta["rows"] = len(df)
     meta["wall_time_s"] = round(time.time() - t0, 3)
     meta["environment"] = environment()

@@ -13,45 +13,33 @@ error naming the file: a probe on such features measures nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core.conllu import Sentence, read_conllu, treebank_lang
+from core.encoding import unknown_words
 from core.features import WordFeatureExtractor
 
 TOKEN_TASKS = ("upos",)
 
 
-def unknown_word_rate(tokenizer, words_per_sentence: Sequence[Sequence[str]]) -> tuple[float, int]:
-    """Fraction of words whose sub-words are *all* the tokenizer's unknown token, and the
-    number of words checked. Tokenizers without an unknown token (byte-level) give 0."""
-    unk = getattr(tokenizer, "unk_token_id", None)
-    sents = [list(s) for s in words_per_sentence if len(s)]
-    n_words = sum(len(s) for s in sents)
-    if unk is None or not sents:
-        return 0.0, n_words
-    enc = tokenizer(sents, is_split_into_words=True, add_special_tokens=False)
-    n_unknown = 0
-    for r, ids in enumerate(enc["input_ids"]):
-        known = np.zeros(len(sents[r]), dtype=bool)
-        seen = np.zeros(len(sents[r]), dtype=bool)
-        for tok, w in zip(ids, enc.word_ids(r)):
-            if w is None:
-                continue
-            seen[w] = True
-            known[w] |= tok != unk
-        n_unknown += int((seen & ~known).sum())
-    return n_unknown / max(n_words, 1), n_words
+def unknown_word_rate(tokenizer, sentences: Sequence[Sentence | Sequence[str]]) -> tuple[float, int]:
+    """Fraction of words whose pieces are *all* the tokenizer's unknown token, and the
+    number of words checked. Words are tokenised as the features are (running text,
+    :mod:`core.encoding`). Tokenizers without an unknown token (byte-level) give 0."""
+    sents = [s for s in sentences if len(s)]
+    unk = unknown_words(tokenizer, sents)
+    n_words = sum(len(u) for u in unk)
+    return int(sum(u.sum() for u in unk)) / max(n_words, 1), n_words
 
 
 def check_vocabulary(tokenizer, sentences: Sequence[Sentence | Sequence[str]], source: str,
                      max_unknown: float = 0.9) -> float:
     """Raise ``ValueError`` naming ``source`` when more than ``max_unknown`` of its words are
     unknown to ``tokenizer``; return the unknown rate otherwise."""
-    words = [s.tokens if isinstance(s, Sentence) else list(s) for s in sentences]
-    rate, n = unknown_word_rate(tokenizer, words)
+    rate, n = unknown_word_rate(tokenizer, sentences)
     if rate > max_unknown:
         raise ValueError(
             f"{source}: {rate:.0%} of {n} words are only the unknown token "
@@ -79,6 +67,7 @@ class TokenData:
     n_sentences: int
     lost: int
     unknown_rate: float
+    encoding: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -122,4 +111,4 @@ def load_token_task(extractor: WordFeatureExtractor, path: str | Path, task: str
     lost = int((~keep).sum())
     feats = {layer: wf.features[layer] if lost == 0 else wf.features[layer][keep] for layer in wf.layers}
     return TokenData(str(path), treebank_lang(path), tuple(wf.layers), feats, labels[keep], words[keep],
-                     sent_no[keep], len(sents), lost, rate)
+                     sent_no[keep], len(sents), lost, rate, dict(wf.stats))

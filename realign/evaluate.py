@@ -3,11 +3,13 @@
 UPOS: accuracy over SYNTACTIC words (the UD convention; multiword-token ranges and
 empty nodes are not words). Each word takes the prediction of the surface token that
 carries it (see :mod:`realign.finetune` for the multiword-token rule and its effect);
-token logits are pooled to words with :func:`core.pooling.pool_subwords` using the
-manifest's ``prediction_pooling`` (``first`` by default), so padding and special tokens
-never reach a prediction. A word that no sub-word reached (a tokenizer that drops a
-character) counts as wrong, never silently skipped. Long sentences are split into
-windows at word boundaries, never truncated.
+sentences are tokenised as running text (:mod:`core.encoding`) and token logits are pooled
+to words with :func:`core.pooling.pool_subwords` using the manifest's
+``prediction_pooling`` (``first`` by default), so padding, special tokens and bare
+word-start markers never reach a prediction. A word that no piece reached (a tokenizer
+that drops a character) counts as wrong, never silently skipped. Long sentences are split
+into windows at word boundaries (a word longer than a window is truncated inside its own
+window); the counts are printed and kept in ``df.attrs["encoding"]``.
 
 Rows: ``model, lang, task, metric, value, n_words, file`` (for XNLI ``n_words`` holds
 the number of scored examples and ``file`` the dataset split).
@@ -63,43 +65,42 @@ def label_names(model) -> tuple[str, ...]:
 
 
 def predict_upos(model, tokenizer, sentences: Sequence[Sentence], *, batch_size: int = 32,
-                 max_length: int | None = None, pooling: str = "first", progress: bool = False) -> list[list[str | None]]:
-    """UPOS prediction for every syntactic word of every sentence (``None``: no sub-word)."""
+                 max_length: int | None = None, pooling: str = "first", progress: bool = False,
+                 stats=None) -> list[list[str | None]]:
+    """UPOS prediction for every syntactic word of every sentence (``None``: no piece).
+
+    Sentences are tokenised as running text and windowed by :func:`core.encoding.encode_windows`;
+    token logits are pooled to words by :func:`core.pooling.pool_subwords` with ``pooling``.
+    ``stats`` (a :class:`core.encoding.EncodingStats`) receives the window counts.
+    """
     import torch
     from tqdm.auto import tqdm
 
-    from core.features import encode_words, model_max_length, split_windows
-    from core.pooling import pool_subwords
+    from core.encoding import collate, encode_windows, model_max_length, pad_id_of
 
     labels = label_names(model)
     max_length = max_length or model_max_length(model, tokenizer)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     device = next(model.parameters()).device
-    token_lists = [list(s.tokens) for s in sentences]
-    token_pred: list[list[str | None]] = [[None] * len(t) for t in token_lists]
-    items = []  # (sentence, start, end) windows
-    enc = tokenizer(token_lists, is_split_into_words=True, add_special_tokens=True) if token_lists else None
-    for s, toks in enumerate(token_lists):
-        if len(enc["input_ids"][s]) <= max_length:
-            items.append((s, 0, len(toks)))
-        else:
-            items.extend((s, a, b) for a, b in split_windows(tokenizer, toks, max_length))
-    items.sort(key=lambda it: -(it[2] - it[1]))  # less padding
+    token_pred: list[list[str | None]] = [[None] * len(s.tokens) for s in sentences]
+    windows = [w for w in encode_windows(tokenizer, sentences, max_length, stats=stats) if w.end > w.start]
+    windows.sort(key=lambda w: -len(w.input_ids))  # less padding
+    pad = pad_id_of(tokenizer)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for k in tqdm(range(0, len(items), batch_size), desc="predict", unit="batch", disable=not progress):
-                chunk = items[k : k + batch_size]
-                batch = encode_words(tokenizer, [token_lists[s][a:b] for s, a, b in chunk]).to(device)
-                logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                words, counts = pool_subwords(logits.float(), batch.word_index, max(batch.n_words), pooling)
+            for k in tqdm(range(0, len(windows), batch_size), desc="predict", unit="batch", disable=not progress):
+                chunk = windows[k : k + batch_size]
+                batch = collate(chunk, pad).to(device)
+                logits = model(**batch.inputs).logits
+                words, counts = batch.pool(logits.float(), pooling)
                 best = words.argmax(-1).cpu().tolist()
                 counts = counts.cpu().tolist()
-                for r, (s, a, b) in enumerate(chunk):
-                    for w in range(b - a):
-                        token_pred[s][a + w] = labels[best[r][w]] if counts[r][w] > 0 else None
+                slot = 0
+                for w in chunk:
+                    for i in range(w.start, w.end):
+                        token_pred[w.sentence][i] = labels[best[slot]] if counts[slot] > 0 else None
+                        slot += 1
     finally:
         model.train(was_training)
     return [[token_pred[i][t] for t in sent.word_to_token] for i, sent in enumerate(sentences)]
@@ -214,8 +215,11 @@ def evaluate(
     unknown = [t for t in tasks if t not in ("upos", "xnli")]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}: expected upos and/or xnli")
+    from core.encoding import EncodingStats, report
+
     rows: list[dict] = []
     skipped: list[str] = []
+    encoding: dict[str, dict] = {}
     if "upos" in tasks:
         files = [f for spec in treebanks for f in find_treebanks(spec)]
         if not files:
@@ -224,8 +228,11 @@ def evaluate(
         pooling = (manifest or {}).get("prediction_pooling", "first")
         for f in files:
             sents = list(read_conllu(f))
+            st = EncodingStats()
             pred = predict_upos(m, tok, sents, batch_size=batch_size, max_length=max_length, pooling=pooling,
-                                progress=progress)
+                                progress=progress, stats=st)
+            report(st, str(f))
+            encoding[str(f)] = st.to_dict()
             correct, total = upos_accuracy([s.upos for s in sents], pred)
             rows.append({"model": model_name or name, "lang": treebank_lang(f), "task": "upos",
                          "metric": "accuracy", "value": correct / total if total else float("nan"),
@@ -248,4 +255,5 @@ def evaluate(
                              "file": f"xnli/{lang}/test"})
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df.attrs["skipped"] = skipped
+    df.attrs["encoding"] = encoding  # per treebank: windows, truncated words, words without pieces
     return df

@@ -14,9 +14,12 @@ Reading order of :func:`finetune`:
 4. the loop (HF Accelerate: CPU, one GPU or DDP without code changes);
 5. write ``OUT`` atomically: ``save_pretrained`` + tokenizer + ``manifest.json``.
 
-Labels and sub-words. The model sees *surface tokens* (``au``, not ``à le``). Each
-surface token is labelled on its FIRST sub-word only; the other sub-words get -100 and
-never enter the loss. At prediction time the token logits are pooled to words with the
+Labels and sub-words. The model sees the running text of the *surface tokens* (``au``,
+not ``à le``; ``SpaceAfter=No`` glues tokens, :mod:`core.encoding`). Each surface token is
+labelled on its FIRST piece that carries its characters (never a bare ``▁`` marker); the
+other pieces get -100 and never enter the loss. A piece that is the first piece of two
+tokens (XLM-R's ``是中国``) is labelled with the first token's tag, like a multiword token,
+and counted (``data.shared_first_pieces`` in the manifest). At prediction time the token logits are pooled to words with the
 toolkit's one pooling function, :func:`core.pooling.pool_subwords`, with method
 ``first`` — so training and prediction use the same convention as ``pooling="first"``
 everywhere else (realignment, probes). With ``label_all_subwords=True`` every sub-word
@@ -33,8 +36,8 @@ little below 100%; the cap is the same for every model and strategy, so comparis
 between strategies are unaffected. English EWT (the usual source) has few MWTs.
 
 Sentences longer than ``max_length`` tokens are split into windows at word boundaries
-(:func:`core.features.split_windows`), never truncated: no word is lost in training or
-evaluation.
+(:func:`core.encoding.encode_windows`); only a single word longer than a window is
+truncated, inside its own window; windows and truncations are counted in the manifest.
 
 "During" variant (``during_realign``). The realignment loss
 (:func:`realign.losses.realignment_loss`) on a batch of word pairs is added at every
@@ -186,43 +189,53 @@ class Example:
     sequence: bool = False  # one label for the whole sequence (XNLI)
 
 
-def subword_labels(word_ids: list[int | None], word_labels: list[int], all_subwords: bool) -> list[int]:
-    """Per-token labels from the fast tokenizer's ``word_ids()``: specials -100, the first
-    sub-word of each word its label, later sub-words -100 (or the label with
-    ``all_subwords``)."""
-    out, prev = [], None
-    for w in word_ids:
-        if w is None:
-            out.append(IGNORE)
-        elif w != prev:
-            out.append(word_labels[w])
-        else:
-            out.append(word_labels[w] if all_subwords else IGNORE)
-        prev = w
-    return out
+def window_labels(window, word_labels: list[int], all_subwords: bool) -> tuple[list[int], int]:
+    """Per-token labels of one :class:`core.encoding.Window` and the number of words left
+    without a token of their own.
+
+    Specials, padding and bare markers: -100. The FIRST piece carrying characters of each
+    word gets the word's label; later pieces -100 (or the label too with ``all_subwords``).
+    A piece that is the first piece of two words (XLM-R's ``是中国`` = ``是`` + ``中国``)
+    takes the label of the first of them, as a multiword token does; the other word is
+    predicted from the same piece (``first`` pooling), so it is counted, not lost.
+    """
+    import numpy as np
+
+    labels = np.full(len(window.input_ids), IGNORE, dtype=np.int64)
+    order = np.lexsort((window.piece_token, window.piece_word))  # by word, then position
+    tok, word = window.piece_token[order], window.piece_word[order]
+    first = np.ones(len(tok), dtype=bool)
+    first[1:] = word[1:] != word[:-1]
+    keep = first if not all_subwords else np.ones(len(tok), dtype=bool)
+    # later words first, so that the earliest word of a shared piece writes last and wins
+    for t, w in zip(tok[keep][::-1].tolist(), word[keep][::-1].tolist()):
+        labels[t] = word_labels[w - window.start]
+    first_tok = tok[first]
+    shared = len(first_tok) - len(np.unique(first_tok))
+    return labels.tolist(), shared
 
 
 def build_examples(sentences: list[Sentence], tokenizer, max_length: int, all_subwords: bool = False,
                    labels: tuple[str, ...] = UPOS_TAGS) -> tuple[list[Example], dict]:
-    """Tokenise labelled sentences; sentences over ``max_length`` tokens become windows."""
-    from core.features import split_windows
+    """Tokenise labelled sentences as running text (:mod:`core.encoding`); a sentence over
+    ``max_length`` tokens becomes windows, a word over a window is truncated; all counted."""
+    from core.encoding import EncodingStats, encode_windows, report
 
     lab_id = {t: i for i, t in enumerate(labels)}
-    toks, labs = zip(*(token_labels(s) for s in sentences)) if sentences else ((), ())
-    enc = tokenizer([list(t) for t in toks], is_split_into_words=True, add_special_tokens=True)
-    examples, windowed = [], 0
-    for k, (t, lab) in enumerate(zip(toks, labs)):
-        ids = [lab_id[x] for x in lab]
-        if len(enc["input_ids"][k]) <= max_length:
-            examples.append(Example(list(enc["input_ids"][k]), subword_labels(enc.word_ids(k), ids, all_subwords)))
-            continue
-        windowed += 1
-        for a, b in split_windows(tokenizer, t, max_length):
-            e = tokenizer([list(t[a:b])], is_split_into_words=True, add_special_tokens=True,
-                          truncation=True, max_length=max_length)
-            examples.append(Example(list(e["input_ids"][0]), subword_labels(e.word_ids(0), ids[a:b], all_subwords)))
-    stats = {"sentences": len(sentences), "examples": len(examples), "windowed": windowed,
+    enc_stats = EncodingStats()
+    windows = encode_windows(tokenizer, sentences, max_length, stats=enc_stats)
+    ids = [[lab_id[x] for x in token_labels(s)[1]] for s in sentences]
+    examples, shared = [], 0
+    for w in windows:
+        labs, n_shared = window_labels(w, ids[w.sentence], all_subwords)
+        shared += n_shared
+        examples.append(Example(w.input_ids.tolist(), labs))
+    stats = {"sentences": len(sentences), "examples": len(examples), "windowed": enc_stats.windowed,
+             "windows": enc_stats.windows, "truncated_words": enc_stats.truncated_words,
+             "words_without_pieces": enc_stats.words_without_pieces,
+             "shared_piece_words": enc_stats.shared_piece_words, "shared_first_pieces": shared,
              "labelled_tokens": sum(sum(x != IGNORE for x in e.labels) for e in examples)}
+    report(enc_stats, "fine-tuning data")
     return examples, stats
 
 
@@ -507,7 +520,8 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
                 "frozen_layers": parent.get("frozen_layers")},
             "labels": list(labels),
             "label_scheme": ("premise/hypothesis pair, one label" if config.task == "xnli" else
-                             "first sub-word of each surface token; MWT token = its first word's tag"
+                             "first character-carrying piece of each surface token (running text); MWT token and "
+                             "shared first piece = the first word's tag"
                              if not config.label_all_subwords else "all sub-words; MWT token = its first word's tag"),
             "prediction_pooling": config.prediction_pooling,
             "frozen_parameters": [],

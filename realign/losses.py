@@ -14,9 +14,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.arch import base_model, parse_layers
-from core.features import encode_words
-from core.pooling import pool_subwords
+from core.arch import base_model, num_layers, parse_layers
+from core.encoding import encode_words
+from core.layers import layer_states
 
 
 def word_infonce(
@@ -133,11 +133,12 @@ def weight_regularisation(model: torch.nn.Module, initial_state: dict[str, torch
     return total
 
 
-def _link_index(batch: Sequence[dict], counts: torch.Tensor, n_words: int):
-    """Flat word slots (row * W + word) of the usable links and of the unlinked words.
+def _link_index(batch: Sequence[dict], counts: torch.Tensor, offsets):
+    """Flat word slots of the usable links and of the unlinked words.
 
-    ``counts`` is ``(2B, W)`` from pool_subwords: rows ``0..B-1`` are sources, ``B..2B-1``
-    targets. Links to words that lost all their tokens (truncation) are dropped.
+    ``counts`` is ``(N,)`` from the pooling, ``offsets`` the ``(2B + 1,)`` word offsets of
+    the batch's sentences: sentences ``0..B-1`` are sources, ``B..2B-1`` targets. Links to
+    words that no piece reached are dropped.
     """
     B = len(batch)
     ok = (counts > 0).cpu()
@@ -145,14 +146,16 @@ def _link_index(batch: Sequence[dict], counts: torch.Tensor, n_words: int):
     linked = torch.zeros_like(ok)
     for b, rec in enumerate(batch):
         for i, j in rec["links"]:
-            if ok[b, i] and ok[B + b, j]:
-                src_idx.append(b * n_words + i)
-                tgt_idx.append((B + b) * n_words + j)
-                linked[b, i] = True
-                linked[B + b, j] = True
-    extra = (ok & ~linked)
-    extra_src = extra[:B].reshape(-1).nonzero(as_tuple=True)[0]
-    extra_tgt = extra[B:].reshape(-1).nonzero(as_tuple=True)[0] + B * n_words
+            a, t = int(offsets[b]) + i, int(offsets[B + b]) + j
+            if ok[a] and ok[t]:
+                src_idx.append(a)
+                tgt_idx.append(t)
+                linked[a] = True
+                linked[t] = True
+    extra = ok & ~linked
+    split = int(offsets[B])
+    extra_src = extra[:split].nonzero(as_tuple=True)[0]
+    extra_tgt = extra[split:].nonzero(as_tuple=True)[0] + split
     return (torch.tensor(src_idx, dtype=torch.long), torch.tensor(tgt_idx, dtype=torch.long),
             extra_src, extra_tgt)
 
@@ -180,10 +183,14 @@ def realignment_loss(
         initial_state: parameter name -> initial value; with ``config.reg_weight > 0`` adds
             ``reg_weight * weight_regularisation``.
 
-    Source and target sentences go through ONE forward pass (``2B`` rows). Words are pooled
-    from sub-words with ``config.pooling`` by :func:`core.pooling.pool_subwords`.
+    Source and target sentences go through ONE forward pass (``2B`` sentences; a sentence
+    longer than ``config.max_length`` is split into windows at word boundaries,
+    :func:`core.encoding.encode_windows`). Layers are those of :mod:`core.layers` (raw
+    block outputs); words are pooled from the pieces that carry their characters with
+    ``config.pooling`` by :func:`core.pooling.pool_subwords`.
     Returns ``(loss, parts)``; ``parts`` holds floats: ``"<loss>@<layer>"`` per layer,
-    ``"reg"`` when used, ``"links"`` (aligned pairs used) and ``"total"``.
+    ``"reg"`` when used, ``"links"`` (aligned pairs used), ``"windows"`` (input sequences,
+    >= 2B), ``"truncated_words"`` and ``"total"``.
     """
     B = len(batch)
     if B == 0:
@@ -192,23 +199,25 @@ def realignment_loss(
                        max_length=config.max_length)
     device = next(model.parameters()).device
     enc = enc.to(device)
-    runner = base_model(model) if hasattr(model, "config") else model
-    out = runner(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True)
-    hs = out.hidden_states
-    layers = parse_layers(config.layers, len(hs) - 1)
-    stacked = torch.stack([hs[i] for i in layers])  # (nL, 2B, T, D)
+    # an accelerate/DDP wrapper has no config: hooks go on the model inside, the wrapper runs
+    # the whole forward pass (so that gradients synchronise); a plain model runs without its
+    # task head and stops after the highest realigned layer
+    wrapped = not hasattr(model, "config")
+    inner = getattr(model, "module", model) if wrapped else model
+    layers = parse_layers(config.layers, num_layers(inner))
+    states = layer_states(inner, layers, stop_early=not wrapped, call=model if wrapped else base_model(model),
+                          **enc.inputs)
+    stacked = torch.stack([states[i] for i in layers])  # (nL, R, T, D), R >= 2B windows
     parts: dict[str, float] = {}
     total = None
     if config.loss == "sentence_infonce":
-        m = enc.attention_mask.to(stacked.dtype)[None, :, :, None]
-        sent = (stacked * m).sum(2) / m.sum(2).clamp(min=1)  # mean over non-pad tokens
+        sent = enc.sentence_mean(stacked)  # (nL, 2B, D): mean over non-pad tokens, all windows
         terms = [sentence_infonce(sent[k, :B], sent[k, B:], config.temperature) for k in range(len(layers))]
         n_links = B
     else:
-        W = max(enc.n_words)
-        words, counts = pool_subwords(stacked, enc.word_index, W, config.pooling)
-        flat = words.reshape(len(layers), 2 * B * W, -1)
-        si, ti, es, et = (t.to(device) for t in _link_index(batch, counts, W))
+        words, counts = enc.pool(stacked, config.pooling)  # (nL, N, D): words of all 2B sentences
+        flat = words
+        si, ti, es, et = (t.to(device) for t in _link_index(batch, counts, enc.word_offsets))
         n_links = len(si)
         terms = []
         for k in range(len(layers)):
@@ -232,5 +241,7 @@ def realignment_loss(
         parts["reg"] = float(reg.detach())
         total = total + config.reg_weight * reg
     parts["links"] = float(n_links)
+    parts["windows"] = float(enc.stats.windows)
+    parts["truncated_words"] = float(enc.stats.truncated_words)
     parts["total"] = float(total.detach())
     return total, parts

@@ -36,7 +36,9 @@ from tqdm.auto import tqdm
 
 from core.arch import num_layers, parse_layers
 from core.config import to_dict
+from core.encoding import PIECE_TO_WORD
 from core.io import atomic_dir, atomic_write_json
+from core.layers import LAYER_DEFINITION
 from core.manifest import MANIFEST, base_weight_hash, data_file_entries, write_manifest
 
 from .config import RealignConfig
@@ -78,25 +80,22 @@ def unknown_word_fraction(tokenizer, records, max_length: int, chunk: int = 512)
     """Share of LINKED words that the tokenizer turns into unknown tokens only.
 
     Aligning ``[UNK]`` with ``[UNK]`` teaches nothing: a pairs file in a script the
-    vocabulary does not cover is a mismatch, reported before any training.
+    vocabulary does not cover is a mismatch, reported before any training. Words are
+    tokenised as in training (running text, windows: :mod:`core.encoding`).
     """
-    from core.features import encode_words
+    from core.encoding import unknown_words
 
-    unk = tokenizer.unk_token_id
-    if unk is None:  # byte-level vocabularies have no unknown token
+    if tokenizer.unk_token_id is None:  # byte-level vocabularies have no unknown token
         return 0.0
     total = unknown = 0
     for k in range(0, len(records), chunk):
         part = records[k : k + chunk]
         for side, col in (("src", 0), ("tgt", 1)):
-            enc = encode_words(tokenizer, [r[side] for r in part], max_length=max_length)
+            unk = unknown_words(tokenizer, [r[side] for r in part], max_length)
             for row, rec in enumerate(part):
-                wi, ids = enc.word_index[row], enc.input_ids[row]
                 for link in rec["links"]:
-                    toks = ids[wi == link[col]]
-                    if len(toks):
-                        total += 1
-                        unknown += bool((toks == unk).all())
+                    total += 1
+                    unknown += bool(unk[row][link[col]])
     return unknown / total if total else 0.0
 
 
@@ -267,11 +266,14 @@ def realign(
     bar = tqdm(total=steps, initial=state["step"], desc="realign", unit="step",
                disable=not (progress and accelerator.is_local_main_process))
     t_loop, pairs_loop = time.perf_counter(), 0
+    state.setdefault("encoding", {"windows": 0, "truncated_words": 0})
     for step in range(state["step"], steps):
         idx = batch_indices(step, config.batch_size, len(records), config.seed)
         batch = [records[i] for i in idx[rank::world]]  # each process its share of the global batch
         with accelerator.autocast():
             loss, parts = realignment_loss(model, tokenizer, batch, config, initial_state=initial_state)
+        for key in ("windows", "truncated_words"):  # counts, not losses
+            state["encoding"][key] += int(parts.pop(key))
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)  # frees the grads between steps
@@ -319,6 +321,11 @@ def realign(
             "resumed_from": str(ckpt) if ckpt is not None else None,
             "tokenizer_fingerprint": tok_hash,
             "unknown_linked_words": unk_fraction,
+            "layer_definition": LAYER_DEFINITION,
+            "piece_to_word": PIECE_TO_WORD,
+            # sentences longer than max_length are windowed, never truncated: input sequences
+            # and words cut to one window, summed over the steps of this process
+            "encoding": state["encoding"],
             "wall_time_s": time.perf_counter() - t_start,
             "final_losses": final_losses,
             "final_losses_window": len(last),

@@ -272,8 +272,7 @@ def run_attribution_cmd(args) -> int:
     model, tok = load(args.model, task="token-classification")
     by_lang: dict = {}
     for f in _treebanks(args.treebank):
-        by_lang.setdefault(treebank_lang(f), []).extend(
-            s.tokens for s in itertools.islice(read_conllu(f), args.max_sentences))
+        by_lang.setdefault(treebank_lang(f), []).extend(itertools.islice(read_conllu(f), args.max_sentences))
     df = layer_attribution(model, tok, by_lang, layers=args.layers, n_steps=args.steps,
                            max_sentences=args.max_sentences)
     _write(df, args.out)

@@ -32,5 +32,6 @@ def run(args) -> int:
                              meta={"model": args.model, "files": [str(f) for f in files]})
     st = out.index["stats"]
     print(f"{args.out}: {st['sentences']} sentences, {st['words']} words, layers {list(out.layers)}, "
-          f"{len(out)} shard(s); {st['windowed']} sentence(s) windowed, {st['lost_words']} word(s) without tokens")
+          f"{len(out)} shard(s); {st['windowed']} sentence(s) windowed into {st['windows']} window(s) in all, "
+          f"{st['truncated_words']} word(s) truncated, {st['lost_words']} word(s) without tokens")
     return 0
