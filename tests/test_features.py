@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from core.arch import blocks, num_layers
 from core.conllu import read_conllu
-from core.features import ShardedFeatures, WordFeatureExtractor, encode_words, split_windows
+from core.encoding import encode_windows
+from core.features import ShardedFeatures, WordFeatureExtractor, encode_words
+from core.tiny import FAMILIES
 
 SENTS = [
     ["The", "cat", "sleeps", "."],
@@ -17,13 +20,46 @@ SENTS = [
 ]
 
 
-def _manual_mean(model, tok, words, layer):
-    """Independent reference: one sentence, loop over word_ids by hand."""
-    enc = tok(words, is_split_into_words=True, return_tensors="pt")
-    with torch.no_grad():
-        hs = model(**enc, output_hidden_states=True).hidden_states[layer][0]
-    ids = enc.word_ids(0)
-    return np.stack([hs[[t for t, w in enumerate(ids) if w == i]].mean(0).numpy() for i in range(len(words))])
+def _hooked_layers(model, inputs):
+    """Independent reference of the layers: input of block 1 and raw output of every block,
+    read with plain forward hooks on the blocks."""
+    got = {}
+    blk = blocks(model)
+
+    def pre(_m, args, kwargs):
+        got[0] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+
+    def post(i):
+        def hook(_m, _a, out):
+            got[i] = (out[0] if isinstance(out, tuple) else out).detach().clone()
+        return hook
+
+    handles = [blk[0].register_forward_pre_hook(pre, with_kwargs=True)]
+    handles += [b.register_forward_hook(post(i)) for i, b in enumerate(blk, 1)]
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return got
+
+
+def _manual(model, tok, words, layer, method="mean"):
+    """Independent reference: one sentence as running text, the word's pieces found by a
+    loop comparing each piece's character offsets with the word's span."""
+    text = " ".join(words)
+    enc = tok(text, return_offsets_mapping=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping")[0].tolist()
+    hs = _hooked_layers(model, {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})[layer][0]
+    out, pos = [], 0
+    for w in words:
+        a, b = pos, pos + len(w)
+        pos = b + 1
+        toks = [t for t, (x, y) in enumerate(offsets) if x < y and x < b and a < y]
+        v = hs[toks]
+        out.append({"mean": v.mean(0), "first": v[0], "last": v[-1], "sum": v.sum(0)}[method].numpy())
+    return np.stack(out)
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "distilbert", "llama"])
@@ -35,7 +71,21 @@ def test_mean_pooling_matches_manual_and_is_padding_invariant(tiny_models, famil
     assert wf.valid.all() and wf.stats["windowed"] == 0
     for s, words in enumerate(SENTS):  # batched with longer sentences == alone, by hand
         for layer in (0, 2):
-            np.testing.assert_allclose(wf.sentence(s, layer), _manual_mean(model, tok, words, layer), atol=2e-5)
+            np.testing.assert_allclose(wf.sentence(s, layer), _manual(model, tok, words, layer), atol=2e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_features_at_every_layer_are_the_block_outputs(tiny_models, family):
+    """Case 11: layer 0 = input of block 1, layer i = raw output of block i (decoders: before
+    the final norm), for EVERY layer and family, through the features path, exactly."""
+    model, tok = tiny_models(family)
+    words = ["The", "cat", "sleeps", "on", "the", "chair"]
+    L = num_layers(model)
+    for method in ("first", "mean"):
+        wf = WordFeatureExtractor(model, tok, layers="all", pooling=method, progress=False).extract([words])
+        for layer in range(L + 1):
+            ref = _manual(model, tok, words, layer, method)
+            assert float(np.abs(wf.features[layer] - ref).max()) == 0.0, (family, method, layer)
 
 
 def test_first_last_sum_relations(tiny_models):
@@ -70,11 +120,12 @@ def test_long_sentences_are_windowed_not_truncated(tiny_models):
     model, tok = tiny_models("bert")
     long = ["cat", "sleeps", "on", "the", "warm", "chair"] * 6
     ex = WordFeatureExtractor(model, tok, layers="all", max_length=12, batch_size=2, progress=False)
-    wins = split_windows(tok, long, 12)
+    wins = [(w.start, w.end) for w in encode_windows(tok, [long], 12)]
     assert wins[0][0] == 0 and wins[-1][1] == len(long) and len(wins) > 2
-    assert all(len(tok(long[a:b], is_split_into_words=True)["input_ids"]) <= 12 for a, b in wins)
+    assert all(b == c for (_, b), (c, _) in zip(wins, wins[1:]))  # contiguous, no word twice
+    assert all(len(tok(" ".join(long[a:b]))["input_ids"]) <= 12 for a, b in wins)
     wf = ex.extract([SENTS[0], long])
-    assert wf.stats["windowed"] == 1 and wf.valid.all()
+    assert wf.stats["windowed"] == 1 and wf.stats["windows"] == 1 + len(wins) and wf.valid.all()
     assert wf.sentence(1, 2).shape[0] == len(long)
     a, b = wins[1]
     ref = ex.extract([long[a:b]])

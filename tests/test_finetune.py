@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,16 +19,24 @@ from realign.finetune import (
     collate,
     finetune,
     step_indices,
-    subword_labels,
     task_loss_sum,
     token_labels,
+    window_labels,
 )
 
 
-def test_subword_labels_first_only_or_all():
-    word_ids = [None, 0, 0, 1, 2, 2, 2, None, None]
-    assert subword_labels(word_ids, [3, 5, 7], False) == [IGNORE, 3, IGNORE, 5, 7, IGNORE, IGNORE, IGNORE, IGNORE]
-    assert subword_labels(word_ids, [3, 5, 7], True) == [IGNORE, 3, 3, 5, 7, 7, 7, IGNORE, IGNORE]
+@pytest.mark.parametrize("start", [0, 10])
+def test_window_labels_first_piece_skips_bare_marker_and_shared_piece_takes_the_first_word(start):
+    from core.encoding import Window
+
+    # <s> ▁(bare) w0a w0b [w1+w2 shared] w2b </s>: words start, start+1, start+2 of a sentence
+    w = Window(sentence=0, start=start, end=start + 3, input_ids=np.arange(7),
+               text_mask=np.array([0, 1, 1, 1, 1, 1, 0], dtype=bool),
+               piece_token=np.array([2, 3, 4, 4, 5]), piece_word=np.array([0, 0, 1, 2, 2]) + start)
+    labels, shared = window_labels(w, [3, 5, 7], False)
+    assert labels == [IGNORE, IGNORE, 3, IGNORE, 5, IGNORE, IGNORE] and shared == 1
+    labels, shared = window_labels(w, [3, 5, 7], True)
+    assert labels == [IGNORE, IGNORE, 3, 3, 5, 7, IGNORE] and shared == 1
 
 
 def test_mwt_token_takes_first_word_label(fixtures_dir):

@@ -170,11 +170,20 @@ def test_realignment_loss_losses_and_reg(tiny_models):
     assert float(reg.detach()) == pytest.approx(float(plain.detach()) + 2.0 * 0.25 * n, rel=1e-4)
 
 
-def test_links_to_truncated_words_are_dropped(tiny_models):
+def test_long_sentences_are_windowed_and_every_link_is_used(tiny_models):
+    """A sentence over max_length is split into windows (never truncated): every link is
+    used and points at the word of the right window (reference: the extractor's windows)."""
     model, tok = tiny_models("bert")
-    long = {"id": "x", "src": ["cat"] * 30, "tgt": ["chat"] * 30, "links": [[0, 0], [29, 29]]}
-    _, parts = realignment_loss(model, tok, [long], _cfg(max_length=10))
-    assert parts["links"] == 1  # word 29 lost its tokens to truncation
+    words = ["The", "cat", "sleeps", "on", "the", "warm", "chair", "."] * 4
+    long = {"id": "x", "src": words, "tgt": words[::-1], "links": [[0, 31], [29, 2], [17, 14]]}
+    with torch.no_grad():
+        loss, parts = realignment_loss(model, tok, [long], _cfg(max_length=10, candidates="aligned"))
+    assert parts["links"] == 3 and parts["windows"] > 4 and parts["truncated_words"] == 0
+    ex = WordFeatureExtractor(model, tok, layers="last", max_length=10, progress=False)
+    fs, ft = ex.extract([long["src"]]), ex.extract([long["tgt"]])
+    assert fs.stats["windowed"] == 1 and fs.valid.all()
+    ref = ref_word_infonce(fs.features[2][[0, 29, 17]], ft.features[2][[31, 2, 14]], 0.1, "strong")
+    assert float(loss) == pytest.approx(ref, rel=1e-4)
 
 
 def test_bad_layers(tiny_models):
