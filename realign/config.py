@@ -40,7 +40,8 @@ class RealignConfig:
     lr: float = _f(0.0, "Adam learning rate; 0 = by family (2e-5 mBERT/DistilmBERT, 7.5e-6 XLM-R, else 2e-5)")
     betas: tuple[float, ...] = _f((0.9, 0.999), "Adam betas")
     eps: float = _f(1e-8, "Adam epsilon")
-    max_length: int = _f(96, "tokens per sentence (longer ones are truncated; links to lost words are dropped)")
+    max_length: int = _f(96, "tokens per window, at most the model's positions (longer sentences are split into "
+                             "windows at word boundaries, never truncated)")
     seed: int = _f(42, "seed of data order, dropout and initialisation")
     layers: str = _f("last", "layers whose outputs are realigned, losses summed: last | middle | 0,3-5 ...")
     loss: str = _f("word_infonce", "word_infonce | sentence_infonce | l2")

@@ -367,6 +367,7 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
     from core.arch import arch_of
     from core.config import to_dict
     from core.conllu import find_treebanks, read_sentences
+    from core.encoding import model_max_length
     from core.io import atomic_dir
     from core.manifest import (
         MANIFEST,
@@ -398,7 +399,11 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
             sentences = sentences[: config.train_limit]
         if not sentences:
             raise ValueError(f"{', '.join(map(str, files))}: no sentences to fine-tune on")
-        examples, data_stats = build_examples(sentences, tokenizer, config.max_length, config.label_all_subwords)
+        if model is None:
+            model = load_tagger(config.model)
+        # windows never exceed the model's own positions (a 64-position model with max_length 128)
+        max_length = min(config.max_length, model_max_length(model, tokenizer))
+        examples, data_stats = build_examples(sentences, tokenizer, max_length, config.label_all_subwords)
         data_files = data_file_entries(files)
     else:
         examples, data_stats = xnli_examples(config.train, tokenizer, config.max_length, config.train_limit)
@@ -406,7 +411,7 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
         if not examples:
             raise ValueError(f"XNLI {', '.join(config.train)}: no training examples")
     if model is None:
-        model = load_tagger(config.model) if config.task == "upos" else load_nli(config.model)
+        model = load_nli(config.model)
     _set_labels(model, labels)
     arch_of(model)  # unsupported families fail here, not mid-run
     model_type = model.config.model_type

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.arch import base_model, num_layers, parse_layers
-from core.encoding import encode_words
+from core.encoding import encode_words, model_max_length
 from core.layers import layer_states
 
 
@@ -190,20 +190,20 @@ def realignment_loss(
     ``config.pooling`` by :func:`core.pooling.pool_subwords`.
     Returns ``(loss, parts)``; ``parts`` holds floats: ``"<loss>@<layer>"`` per layer,
     ``"reg"`` when used, ``"links"`` (aligned pairs used), ``"windows"`` (input sequences,
-    >= 2B), ``"truncated_words"`` and ``"total"``.
+    >= 2B), ``"windowed"`` (sentences split), ``"truncated_words"`` and ``"total"``.
     """
     B = len(batch)
     if B == 0:
         raise ValueError("realignment_loss: empty batch")
-    enc = encode_words(tokenizer, [r["src"] for r in batch] + [r["tgt"] for r in batch],
-                       max_length=config.max_length)
-    device = next(model.parameters()).device
-    enc = enc.to(device)
     # an accelerate/DDP wrapper has no config: hooks go on the model inside, the wrapper runs
     # the whole forward pass (so that gradients synchronise); a plain model runs without its
     # task head and stops after the highest realigned layer
     wrapped = not hasattr(model, "config")
     inner = getattr(model, "module", model) if wrapped else model
+    max_length = min(config.max_length, model_max_length(inner, tokenizer))  # never past the positions
+    enc = encode_words(tokenizer, [r["src"] for r in batch] + [r["tgt"] for r in batch], max_length=max_length)
+    device = next(model.parameters()).device
+    enc = enc.to(device)
     layers = parse_layers(config.layers, num_layers(inner))
     states = layer_states(inner, layers, stop_early=not wrapped, call=model if wrapped else base_model(model),
                           **enc.inputs)
@@ -242,6 +242,7 @@ def realignment_loss(
         total = total + config.reg_weight * reg
     parts["links"] = float(n_links)
     parts["windows"] = float(enc.stats.windows)
+    parts["windowed"] = float(enc.stats.windowed)
     parts["truncated_words"] = float(enc.stats.truncated_words)
     parts["total"] = float(total.detach())
     return total, parts

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -266,14 +267,14 @@ def realign(
     bar = tqdm(total=steps, initial=state["step"], desc="realign", unit="step",
                disable=not (progress and accelerator.is_local_main_process))
     t_loop, pairs_loop = time.perf_counter(), 0
-    state.setdefault("encoding", {"windows": 0, "truncated_words": 0})
+    state.setdefault("encoding", {"windows": 0, "windowed": 0, "truncated_words": 0})
     for step in range(state["step"], steps):
         idx = batch_indices(step, config.batch_size, len(records), config.seed)
         batch = [records[i] for i in idx[rank::world]]  # each process its share of the global batch
         with accelerator.autocast():
             loss, parts = realignment_loss(model, tokenizer, batch, config, initial_state=initial_state)
-        for key in ("windows", "truncated_words"):  # counts, not losses
-            state["encoding"][key] += int(parts.pop(key))
+        for key in ("windows", "windowed", "truncated_words"):  # counts, not losses
+            state["encoding"][key] = state["encoding"].get(key, 0) + int(parts.pop(key))
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)  # frees the grads between steps
@@ -293,6 +294,11 @@ def realign(
         if callback is not None:
             callback(state["step"], parts)
     bar.close()
+    enc = state["encoding"]
+    if accelerator.is_local_main_process and (enc["windowed"] or enc["truncated_words"]):
+        print(f"alignfreeze: realign: {enc['windowed']} sentence(s) longer than the window split at word "
+              f"boundaries ({enc['windows']} input sequences in all), {enc['truncated_words']} word(s) truncated "
+              "to one window", file=sys.stderr)
 
     # 6. final output, atomically (main process only)
     accelerator.wait_for_everyone()
