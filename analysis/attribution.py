@@ -40,6 +40,14 @@ def _layer_modules(model, layers: Sequence[int]) -> list:
     return [blk[max(lay, 1) - 1] for lay in layers]
 
 
+def attribution_sites(model, layers):
+    """Context manager: ``{layer: module}`` whose OUTPUT captum attributes to for each layer
+    (the :class:`core.layers.LayerTap` of :func:`core.layers.layer_taps`)."""
+    from core.layers import layer_taps
+
+    return layer_taps(model, layers)
+
+
 def _window_magnitudes(model, taps: dict, window, pad_id: int, n_steps: int) -> np.ndarray | None:
     """``sum |attribution|`` per tap for one window (None when no word has a piece)."""
     from captum.attr import LayerIntegratedGradients
@@ -81,13 +89,12 @@ def sentence_layer_attribution(model, tokenizer, words, layers: Sequence[int], *
     Raises ``ValueError`` when no word reaches a piece.
     """
     from core.encoding import encode_windows, model_max_length, pad_id_of, surface
-    from core.layers import layer_taps
 
     max_length = max_length or model_max_length(model, tokenizer)
     windows = encode_windows(tokenizer, [words], max_length, stats=stats)
     total = np.zeros(len(layers))
     reached = False
-    with layer_taps(model, layers) as taps:
+    with attribution_sites(model, layers) as taps:
         for w in windows:
             m = _window_magnitudes(model, taps, w, pad_id_of(tokenizer), n_steps)
             if m is not None:

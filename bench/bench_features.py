@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -28,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-UD = ROOT.parent / "shared" / "data" / "ud"
+UD = Path(os.environ.get("ALIGNFREEZE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ud"
 
 
 def corpus(n: int) -> tuple[list[list[str]], str]:

@@ -1,7 +1,8 @@
 """The ONE architecture table: where each model family keeps its embeddings and blocks.
 
-Layer numbering everywhere in the toolkit: 0 = embedding output, 1..L = output of block i
-(the HF ``hidden_states`` convention). Freeze specs, probes, CKA and plots use it.
+Layer numbering everywhere in the toolkit: 0 = embedding output (input of block 1), 1..L =
+raw output of block i, before a decoder's final norm (:mod:`core.layers` is THE definition).
+Freeze specs, probes, CKA and plots use it.
 
 Anything not in the table is an :class:`UnsupportedArchitectureError`, never a silent
 no-op (the reference code's pitfall: matching "roberta" in a model *name* froze nothing

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.attribution import layer_attribution, sentence_layer_attribution
-from core.arch import num_layers
+from analysis.attribution import attribution_sites, layer_attribution, sentence_layer_attribution
+from core.arch import blocks, num_layers
 from core.encoding import EncodingStats
-from core.layers import layer_states, layer_taps
 from core.tiny import FAMILIES
 
 
@@ -19,21 +18,45 @@ def _inputs(tok, text="the cat sleeps on the chair"):
     return enc["input_ids"], enc["attention_mask"]
 
 
+def _hooked(model, ids, mask):
+    """Independent reference: input of block 1 and raw output of every block, plain hooks."""
+    got = {}
+    blk = blocks(model)
+
+    def pre(_m, args, kwargs):
+        got[0] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+
+    def post(i):
+        def hook(_m, _a, out):
+            got[i] = (out[0] if isinstance(out, tuple) else out).detach().clone()
+        return hook
+
+    handles = [blk[0].register_forward_pre_hook(pre, with_kwargs=True)]
+    handles += [b.register_forward_hook(post(i)) for i, b in enumerate(blk, 1)]
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)
+    finally:
+        for h in handles:
+            h.remove()
+    return got
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-def test_captum_on_the_taps_sees_exactly_the_layer_states(tiny_models, family):
-    """captum's view of layer l (LayerActivation on the tap) = core.layers.layer_states[l],
-    for every layer and family; for GPT-2 layer 0 is wte + wpe, not the token embedding."""
+def test_captum_attributes_to_exactly_the_layers_of_the_features(tiny_models, family):
+    """What captum sees at attribution's site of layer l (LayerActivation) = layer l as the
+    features define it (input of block 1 / raw output of block i), for every layer and
+    family; for GPT-2 layer 0 is wte + wpe, not the token embedding."""
     from captum.attr import LayerActivation
 
     model, tok = tiny_models(family, task="token-classification")
     ids, mask = _inputs(tok)
-    with torch.no_grad():
-        ref = layer_states(model, "all", input_ids=ids, attention_mask=mask)
+    ref = _hooked(model, ids, mask)
 
     def fwd(i, a):
         return model(input_ids=i, attention_mask=a).logits
 
-    with layer_taps(model, "all") as taps:
+    with attribution_sites(model, "all") as taps:
         for lay, tap in taps.items():
             got = LayerActivation(fwd, tap).attribute(ids, additional_forward_args=(mask,))
             assert torch.equal(got, ref[lay]), (family, lay)
@@ -58,7 +81,7 @@ def test_integrated_gradients_through_a_tap_are_complete(tiny_models, family):
 
     with torch.no_grad():
         gap = float(score(ids, mask) - score(base, mask))
-    with layer_taps(model, "all") as taps:
+    with attribution_sites(model, "all") as taps:
         for lay, tap in taps.items():
             a = LayerIntegratedGradients(score, tap).attribute(ids, baselines=base, additional_forward_args=(mask,),
                                                                n_steps=200, method="gausslegendre")

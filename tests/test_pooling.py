@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.pooling import pool_subwords
+from core.pooling import WordPieces, pool_subwords
 
 # one sentence: [CLS] w0a w0b w1 w2a w2b w2c [SEP] [PAD]; hidden value = position (1-d) and 10*position
 H = torch.tensor([[[p, 10.0 * p] for p in range(9)]])
@@ -78,3 +78,43 @@ def test_flat_layout_equals_padded_layout(method):
     # a word with no token (row 0 claims 4 words) stays zero with count 0
     flat4, c4 = pool_subwords(hid, wi, [4, 4, 1], method, flat=True)
     assert c4[3] == 0 and not flat4[:, 3].any()
+
+
+# (token, word) pairs: one row [<s> ▁ w0 w1+w2 w2b </s>]; token 1 is a bare marker (no pair),
+# token 3 is shared by words 1 and 2; word 3 has no piece
+PAIRS = WordPieces(token=torch.tensor([2, 3, 3, 4]), word=torch.tensor([0, 1, 2, 2]), n_words=4)
+HP = torch.tensor([[[p, 10.0 * p] for p in range(6)]])
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [("first", [2, 3, 3]), ("last", [2, 3, 4]), ("mean", [2, 3, 3.5]), ("sum", [2, 3, 7])],
+)
+def test_pairs_shared_piece_belongs_to_both_words_bare_marker_to_none(method, expected):
+    out, counts = pool_subwords(HP, PAIRS, method=method)
+    assert out.shape == (4, 2) and counts.tolist() == [1, 1, 2, 0]
+    assert out[:3, 0].tolist() == pytest.approx(expected)
+    assert out[:3, 1].tolist() == pytest.approx([10 * e for e in expected])
+    assert out[3].tolist() == [0, 0]  # the word without a piece stays zero
+
+
+def test_pairs_order_does_not_matter_and_word_index_form_agrees():
+    perm = torch.tensor([3, 1, 0, 2])
+    shuffled = WordPieces(PAIRS.token[perm], PAIRS.word[perm], 4)
+    for method in ("first", "last", "mean"):
+        torch.testing.assert_close(pool_subwords(HP, shuffled, method=method)[0],
+                                   pool_subwords(HP, PAIRS, method=method)[0])
+    # without shared pieces the pairs form and the per-token word index give the same words
+    wi = torch.tensor([[-1, 0, 0, 1, 2, 2, 2, -1, -1]])
+    pairs = WordPieces.from_word_index(wi, 3, flat=False)
+    for method in ("first", "last", "mean", "sum"):
+        torch.testing.assert_close(pool_subwords(H, pairs, method=method)[0], pool_subwords(H, wi, 3, method)[0][0])
+
+
+def test_pairs_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="outside the batch"):
+        pool_subwords(HP, WordPieces(torch.tensor([6]), torch.tensor([0]), 1))
+    with pytest.raises(ValueError, match="outside the batch"):
+        pool_subwords(HP, WordPieces(torch.tensor([1]), torch.tensor([2]), 2))
+    with pytest.raises(ValueError, match="disagrees"):
+        pool_subwords(HP, PAIRS, 3)
