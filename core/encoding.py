@@ -23,6 +23,19 @@ and the decoder commands).
    truncated inside its own window (it keeps its first pieces). Every window, windowed
    sentence and truncated word is counted in :class:`EncodingStats`, which callers return,
    print (:func:`report`) and record in their manifests.
+
+API for callers (the decoder commands included):
+
+- word level: ``batch = encode_words(tok, sentences, max_length)``; states of the batch's
+  rows with :func:`core.layers.layer_states` ``(model, layers, **batch.inputs)``; word vectors
+  ``batch.pool(states[l], "first")`` -> ``(N words, D)`` in sentence order (sentence ``s``
+  owns rows ``batch.word_offsets[s]:batch.word_offsets[s+1]``), windows included;
+- sentence level: ``batch = encode_texts(tok, texts, max_length)`` (str texts kept verbatim)
+  and ``batch.sentence_mean(states[l])`` -> ``(S, D)``, the mean over each sentence's non-pad
+  tokens across its windows (the reference's sentence vector);
+- streaming many sentences: :func:`encode_windows` then :func:`collate` batches of windows
+  (as :class:`core.features.WordFeatureExtractor` does); ``batch.stats`` / ``stats=`` carry
+  the counts; :func:`model_max_length` gives the window size of a model.
 """
 
 from __future__ import annotations
@@ -70,22 +83,26 @@ def surface(sent: SentenceLike) -> Surface:
     return Surface(words, [True] * len(words))
 
 
-def running_text(words: Sequence[str], space_after: Sequence[bool] | None = None) -> tuple[str, np.ndarray, np.ndarray]:
-    """``(text, starts, ends)``: the words joined into running text, and the character
-    span ``[starts[i], ends[i])`` of word ``i`` in it."""
-    n = len(words)
-    lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=n)
-    gaps = np.zeros(n, dtype=np.int64)
-    if n > 1:
-        glue = np.ones(n - 1, dtype=bool) if space_after is None else np.asarray(space_after[: n - 1], dtype=bool)
-        gaps[1:] = glue
-    starts = np.cumsum(gaps) + np.concatenate([[0], np.cumsum(lens)[:-1]]) if n else lens
-    parts = []
+def _join(words: Sequence[str], space_after: Sequence[bool] | None) -> tuple[str, list[int]]:
+    """Running text and the start of each word in it (plain lists: cheap per sentence)."""
+    parts, starts, pos = [], [], 0
     for i, w in enumerate(words):
-        if gaps[i]:
+        if i and (space_after is None or space_after[i - 1]):
             parts.append(" ")
+            pos += 1
+        starts.append(pos)
         parts.append(w)
-    return "".join(parts), starts, starts + lens
+        pos += len(w)
+    return "".join(parts), starts
+
+
+def running_text(words: Sequence[str], space_after: Sequence[bool] | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(text, starts, ends)``: the words joined into running text (a space after word i
+    unless ``space_after[i]`` is False), and the character span ``[starts[i], ends[i])`` of
+    word ``i`` in it."""
+    text, starts = _join(words, space_after)
+    st = np.asarray(starts, dtype=np.int64)
+    return text, st, st + np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
 
 
 def _text_words(text: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -285,46 +302,90 @@ def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_lengt
     """
     enc = _Encoder(tokenizer, _max_positions(tokenizer, max_length))
     st = EncodingStats(max_length=enc.max_length or 0)
-    prepared = []
+    surfaces, texts, starts = [], [], []
     for s in sentences:
         if isinstance(s, str):
-            words, starts, ends = _text_words(s)
-            prepared.append((Surface(words, [True] * len(words)), s, starts, ends))
+            words, st_, _en = _text_words(s)
+            surfaces.append(Surface(words, [True] * len(words)))
+            texts.append(s)
+            starts.append(st_.tolist())
         else:
             sf = surface(s)
-            prepared.append((sf, *running_text(sf.words, sf.space_after)))
+            text, sts = _join(sf.words, sf.space_after)
+            surfaces.append(sf)
+            texts.append(text)
+            starts.append(sts)
+    S = len(surfaces)
+    st.sentences += S
+    if not S:
+        return []
+    # every sentence tokenised once, in one call; pieces -> words for all of them at once:
+    # sentence s's characters are shifted by char_base[s] so that no piece reaches another
+    # sentence's words, and one pair of searchsorted calls maps every piece
+    encoded = enc.tokenize(texts)
+    n_tok = np.fromiter((len(e[0]) for e in encoded), dtype=np.int64, count=S)
+    n_words = np.fromiter((len(sf.words) for sf in surfaces), dtype=np.int64, count=S)
+    st.words += int(n_words.sum())
+    ids = np.concatenate([e[0] for e in encoded])
+    off = np.concatenate([e[1] for e in encoded])
+    special = np.concatenate([e[2] for e in encoded])
+    tok_base = np.concatenate([[0], np.cumsum(n_tok)])
+    word_base = np.concatenate([[0], np.cumsum(n_words)])
+    char_base = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts])])[:-1]
+    w_start = np.fromiter((x for sts in starts for x in sts), dtype=np.int64, count=int(word_base[-1]))
+    w_len = np.fromiter((len(w) for sf in surfaces for w in sf.words), dtype=np.int64, count=int(word_base[-1]))
+    w_start += np.repeat(char_base, n_words)
+    carry = ~special & ~bare_piece_mask(tokenizer, ids)
+    tok_g, word_g = _word_pieces(off + np.repeat(char_base, n_tok)[:, None], carry, w_start, w_start + w_len)
+    cut = np.searchsorted(tok_g, tok_base)  # pairs of sentence s: cut[s]:cut[s+1]
+    fits = (n_tok <= enc.max_length) | (n_words == 0) if enc.max_length is not None else np.ones(S, dtype=bool)
+
+    # counts of the sentences that fit, from the global pairs
+    in_fit = np.repeat(fits, n_tok)
+    keep = in_fit[tok_g]
+    tg, wg = tok_g[keep], word_g[keep]
+    st.words_without_pieces += int(n_words[fits].sum()) - len(np.unique(wg))
+    per_tok = np.bincount(tg, minlength=len(ids))
+    st.shared_piece_words += len(np.unique(wg[per_tok[tg] > 1]))
+    st.bare_marker_pieces += int((~special & in_fit).sum()) - int((per_tok > 0).sum())
+
     out: list[Window] = []
-    for k, ((sf, _text, starts, ends), e) in enumerate(zip(prepared, enc.tokenize([p[1] for p in prepared]))):
-        st.sentences += 1
-        st.words += len(sf.words)
-        if enc.max_length is None or len(e[0]) <= enc.max_length or len(sf.words) == 0:
-            out.append(enc.window(k, 0, starts, ends, e))
+    long_windows: list[Window] = []
+    for k in range(S):
+        t0, t1, c0, c1 = tok_base[k], tok_base[k + 1], cut[k], cut[k + 1]
+        if fits[k]:
+            out.append(Window(k, 0, int(n_words[k]), ids[t0:t1], ~special[t0:t1], tok_g[c0:c1] - t0,
+                              word_g[c0:c1] - word_base[k]))
             continue
-        todo = [(a, b) for a, b in _plan(enc.costs(starts, ends, e), enc.max_length - enc.n_special)]
+        sf = surfaces[k]
+        e = encoded[k]
+        sts = np.asarray(starts[k], dtype=np.int64)
+        ends = sts + w_len[word_base[k]:word_base[k + 1]]
+        todo = _plan(enc.costs(sts, ends, e), enc.max_length - enc.n_special)
         done: list[Window] = []
         while todo:
             spans = [_span(sf, a, b) for a, b in todo]
             encs = enc.tokenize([t for t, _, _ in spans])
             nxt = []
-            for (a, b), (_t, st_, en_), ew in zip(todo, spans, encs):
+            for (a, b), (text, st_, en_), ew in zip(todo, spans, encs):
                 if len(ew[0]) <= enc.max_length:
                     done.append(enc.window(k, a, st_, en_, ew))
                 elif b - a > 1:  # context changed the pieces at the cut: split again
                     nxt += [(a + x, a + y) for x, y in _plan(enc.costs(st_, en_, ew), enc.max_length - enc.n_special)]
                 else:
-                    done.append(enc.window(k, a, st_, en_, enc.tokenize([_t], truncate=True)[0], truncated=True))
+                    done.append(enc.window(k, a, st_, en_, enc.tokenize([text], truncate=True)[0], truncated=True))
             todo = nxt
         st.windowed += len(done) > 1
-        out.extend(sorted(done, key=lambda w: w.start))
-    for w in out:
-        st.windows += 1
+        done.sort(key=lambda w: w.start)
+        out.extend(done)
+        long_windows.extend(done)
+    st.windows += len(out)
+    for w in long_windows:
         st.truncated_words += int(w.truncated)
         n = w.end - w.start
-        per_word = np.bincount(w.piece_word - w.start, minlength=n)
-        st.words_without_pieces += int((per_word == 0).sum())
+        st.words_without_pieces += int((np.bincount(w.piece_word - w.start, minlength=n) == 0).sum())
         per_tok = np.bincount(w.piece_token, minlength=len(w.input_ids))
-        shared = per_tok[w.piece_token] > 1
-        st.shared_piece_words += len(np.unique(w.piece_word[shared]))
+        st.shared_piece_words += len(np.unique(w.piece_word[per_tok[w.piece_token] > 1]))
         st.bare_marker_pieces += int(w.text_mask.sum()) - len(np.unique(w.piece_token))
     if stats is not None:
         stats += st

@@ -49,11 +49,11 @@ def _check_family(config) -> None:
 
 
 def load_tokenizer(name: str | Path, *, offline: bool | None = None) -> PreTrainedTokenizerBase:
-    """Load a *fast* tokenizer (word ids are needed for sub-word -> word pooling)."""
+    """Load a *fast* tokenizer (character offsets map pieces to words: :mod:`core.encoding`)."""
     path = resolve_model_path(name, offline=offline)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=is_offline(offline))
     if not tok.is_fast:
-        raise ValueError(f"{name}: the tokenizer is not a fast tokenizer; word_ids() is required")
+        raise ValueError(f"{name}: the tokenizer is not a fast tokenizer; character offsets (return_offsets_mapping) are required")
     return tok
 
 

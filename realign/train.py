@@ -65,7 +65,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def check_vocabulary(model, tokenizer, model_name: str = "model") -> None:
     """The tokenizer must produce ids the model can embed, and give word ids (fast)."""
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{model_name}: the tokenizer is not a fast tokenizer; word_ids() are needed to pool words")
+        raise ValueError(f"{model_name}: the tokenizer is not a fast tokenizer; character offsets are needed to map pieces to words")
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise ValueError(
