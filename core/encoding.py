@@ -40,157 +40,26 @@ API for callers (the decoder commands included):
 
 from __future__ import annotations
 
-import re
-import sys
-import weakref
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .conllu import Sentence
+from .pieces import (  # noqa: F401  (re-exported: core.encoding is the public module)
+    PIECE_TO_WORD,
+    EncodingStats,
+    SentenceLike,
+    Surface,
+    bare_piece_mask,
+    join_words,
+    report,
+    running_text,
+    split_text,
+    surface,
+    word_pieces,
+)
 from .pooling import WordPieces, pool_subwords
-
-SentenceLike = Sentence | Sequence[str]
-PIECE_TO_WORD = ("running text (SpaceAfter=No glues words); a word owns the pieces overlapping its characters; "
-                 "bare markers, specials and padding belong to no word; a piece shared by two words belongs to both")
-
-
-# ----------------------------------------------------------------------------- running text
-@dataclass(frozen=True)
-class Surface:
-    """What is tokenised for one sentence: ``words`` (CoNLL-U surface tokens: ``au``, not
-    ``à le``) and ``space_after[i]`` (False: word i is glued to word i+1 in running text);
-    ``word_to_token`` maps CoNLL-U syntactic words to surface words (None: identity)."""
-
-    words: list[str]
-    space_after: list[bool]
-    word_to_token: list[int] | None = None
-
-
-def surface(sent: SentenceLike) -> Surface:
-    """The :class:`Surface` of a CoNLL-U sentence or a list of words (a str is refused:
-    its characters would be taken for words)."""
-    if isinstance(sent, Sentence):
-        words = list(sent.tokens)
-        space = list(sent.space_after) if len(sent.space_after) == len(words) else [True] * len(words)
-        identity = len(sent.tokens) == len(sent.words)
-        return Surface(words, space, None if identity else list(sent.word_to_token))
-    if isinstance(sent, str):
-        raise TypeError("a sentence must be a list of words (or a core.conllu.Sentence), not a str")
-    words = [str(w) for w in sent]
-    return Surface(words, [True] * len(words))
-
-
-def _join(words: Sequence[str], space_after: Sequence[bool] | None) -> tuple[str, list[int]]:
-    """Running text and the start of each word in it (plain lists: cheap per sentence)."""
-    parts, starts, pos = [], [], 0
-    for i, w in enumerate(words):
-        if i and (space_after is None or space_after[i - 1]):
-            parts.append(" ")
-            pos += 1
-        starts.append(pos)
-        parts.append(w)
-        pos += len(w)
-    return "".join(parts), starts
-
-
-def running_text(words: Sequence[str], space_after: Sequence[bool] | None = None) -> tuple[str, np.ndarray, np.ndarray]:
-    """``(text, starts, ends)``: the words joined into running text (a space after word i
-    unless ``space_after[i]`` is False), and the character span ``[starts[i], ends[i])`` of
-    word ``i`` in it."""
-    text, starts = _join(words, space_after)
-    st = np.asarray(starts, dtype=np.int64)
-    return text, st, st + np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-
-
-def _text_words(text: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Whitespace-separated words of a str and their spans (the str itself stays the text)."""
-    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    starts = np.asarray([a for a, _ in spans], dtype=np.int64)
-    ends = np.asarray([b for _, b in spans], dtype=np.int64)
-    return [text[a:b] for a, b in spans], starts, ends
-
-
-# ----------------------------------------------------------------------------- bare pieces
-_BARE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def bare_piece_mask(tokenizer, ids: np.ndarray) -> np.ndarray:
-    """True for pieces that carry no character: the piece decoded on its own is empty or
-    whitespace (``▁``, ``Ġ``). Tokenizers without a decoder: the piece with a leading
-    ``▁``/``Ġ``/``##`` removed. Cached per tokenizer and piece id."""
-    cache = _BARE.setdefault(tokenizer, {})
-    ids = np.asarray(ids, dtype=np.int64)
-    uniq = np.unique(ids)
-    todo = [int(i) for i in uniq if int(i) not in cache]
-    if todo:
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        has_decoder = getattr(backend, "decoder", None) is not None
-        for i, piece in zip(todo, tokenizer.convert_ids_to_tokens(todo)):
-            if piece is None:
-                cache[i] = False
-                continue
-            text = (tokenizer.convert_tokens_to_string([piece]) if has_decoder
-                    else piece.removeprefix("##").lstrip("\u2581\u0120"))
-            cache[i] = not text.strip()
-    table = np.fromiter((cache[int(i)] for i in uniq), dtype=bool, count=len(uniq))
-    return table[np.searchsorted(uniq, ids)] if len(ids) else np.zeros(0, dtype=bool)
-
-
-def _word_pieces(offsets: np.ndarray, carry: np.ndarray, starts: np.ndarray,
-                 ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(token, word)`` pairs: token ``t`` (carrying characters) overlaps word ``w``'s span."""
-    a, b = offsets[:, 0], offsets[:, 1]
-    lo = np.searchsorted(ends, a, side="right")  # first word that ends after the piece starts
-    hi = np.searchsorted(starts, b, side="left")  # words that start before the piece ends
-    k = np.where(carry & (b > a), np.maximum(hi - lo, 0), 0)
-    tok = np.repeat(np.arange(len(offsets)), k)
-    word = lo[tok] + (np.arange(len(tok)) - np.repeat(np.cumsum(k) - k, k))
-    keep = (ends > starts)[word] if len(word) else np.zeros(0, dtype=bool)
-    return tok[keep], word[keep]
-
-
-# ----------------------------------------------------------------------------- statistics
-@dataclass
-class EncodingStats:
-    """Counts of one encoding run (over surface words). ``max_length`` is the window size."""
-
-    sentences: int = 0
-    words: int = 0
-    windows: int = 0
-    windowed: int = 0
-    truncated_words: int = 0
-    words_without_pieces: int = 0
-    shared_piece_words: int = 0
-    bare_marker_pieces: int = 0
-    max_length: int = 0
-
-    def __iadd__(self, other: EncodingStats) -> EncodingStats:
-        for f in fields(self):
-            if f.name == "max_length":
-                self.max_length = max(self.max_length, other.max_length)
-            else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> str:
-        """One line for logs: windows, truncations and words without pieces."""
-        return (f"{self.sentences} sentence(s), {self.words} word(s); {self.windowed} sentence(s) longer than "
-                f"{self.max_length} positions split into windows ({self.windows} windows in all); "
-                f"{self.truncated_words} word(s) truncated to one window; {self.words_without_pieces} word(s) "
-                f"without pieces; {self.shared_piece_words} word(s) share a piece with a neighbour")
-
-
-def report(stats: EncodingStats, where: str, file=None) -> None:
-    """Print ``stats`` on stderr when a sentence was windowed, a word truncated or left
-    without pieces (nothing is printed for inputs that fit)."""
-    if stats.windowed or stats.truncated_words or stats.words_without_pieces:
-        print(f"alignfreeze: {where}: {stats.summary()}", file=file or sys.stderr)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -256,7 +125,7 @@ class _Encoder:
     def window(self, s: int, a: int, starts: np.ndarray, ends: np.ndarray, encoded, truncated: bool = False) -> Window:
         ids, off, special = encoded
         carry = ~special & ~bare_piece_mask(self.tok, ids)
-        tok, word = _word_pieces(off, carry, starts, ends)
+        tok, word = word_pieces(off, carry, starts, ends)
         return Window(s, a, a + len(starts), ids, ~special, tok, word + a, truncated)
 
     def costs(self, starts: np.ndarray, ends: np.ndarray, encoded) -> np.ndarray:
@@ -305,13 +174,13 @@ def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_lengt
     surfaces, texts, starts = [], [], []
     for s in sentences:
         if isinstance(s, str):
-            words, st_, _en = _text_words(s)
+            words, st_, _en = split_text(s)
             surfaces.append(Surface(words, [True] * len(words)))
             texts.append(s)
             starts.append(st_.tolist())
         else:
             sf = surface(s)
-            text, sts = _join(sf.words, sf.space_after)
+            text, sts = join_words(sf.words, sf.space_after)
             surfaces.append(sf)
             texts.append(text)
             starts.append(sts)
@@ -336,7 +205,7 @@ def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_lengt
     w_len = np.fromiter((len(w) for sf in surfaces for w in sf.words), dtype=np.int64, count=int(word_base[-1]))
     w_start += np.repeat(char_base, n_words)
     carry = ~special & ~bare_piece_mask(tokenizer, ids)
-    tok_g, word_g = _word_pieces(off + np.repeat(char_base, n_tok)[:, None], carry, w_start, w_start + w_len)
+    tok_g, word_g = word_pieces(off + np.repeat(char_base, n_tok)[:, None], carry, w_start, w_start + w_len)
     cut = np.searchsorted(tok_g, tok_base)  # pairs of sentence s: cut[s]:cut[s+1]
     fits = (n_tok <= enc.max_length) | (n_words == 0) if enc.max_length is not None else np.ones(S, dtype=bool)
 
