@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--train-sentences", type=int, default=600, help="first N sentences of en_ewt dev")
     ap.add_argument("--eval-sentences", type=int, default=200, help="first N sentences of each PUD file")
     ap.add_argument("--skip-probes", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print only (smoke runs): leave bench/RESULTS.md alone")
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -175,7 +176,7 @@ def main() -> None:
             ytr = np.asarray([u for s in ewt for u in s.upos])
             Xev = {lang: features(model, tok, s, way) for lang, s in evals.items()}
             for pooling in ("first", "mean"):
-                probe = MultiLayerLinearProbe(1.0, backend="torch", solver="lbfgs", max_iter=100, seed=0)
+                probe = MultiLayerLinearProbe(1.0, backend="torch", solver="lbfgs", max_iter=100, random_state=0)
                 probe.fit([Xtr[pooling][lay] for lay in range(13)], ytr)
                 for lang, sents in evals.items():
                     y = np.asarray([u for s in sents for u in s.upos])
@@ -210,6 +211,9 @@ def main() -> None:
                              f"{100 * (max(acc[('new', 'first', lang)]) - max(acc[('old', 'first', lang)])):+.1f}"
                              for lang, g in gain.items()) + "."]
 
+    if args.no_write:
+        print("\n".join(body))
+        return
     from _results import write_section
 
     write_section("pooling", "\n".join(body))
