@@ -1,8 +1,11 @@
 """Cross-lingual alignment per layer: word retrieval and sentence retrieval.
 
 Word retrieval (the reference's per-layer alignment measure): for every linked word pair
-``(s, t)`` of a pairs JSONL (``{"id", "src", "tgt", "links"}``, as written by
-``alignfreeze pairs``), the query ``s`` must retrieve ``t`` by cosine nearest neighbour.
+``(s, t)`` of a pairs JSONL (``{"id", "src", "tgt", "links", "src_text", "tgt_text"}``, as
+written by ``alignfreeze pairs``), the query ``s`` must retrieve ``t`` by cosine nearest
+neighbour. Both sides are read by the model as their running text (``src_text``; a record
+without it: words separated by single spaces), as sentence pairs are
+(:func:`core.parallel.read_parallel`).
 
 - ``weak``: the candidates are the linked words of the OTHER language only;
 - ``strong``: the candidates are the linked words of BOTH languages, the query excluded
@@ -23,22 +26,26 @@ from pathlib import Path
 
 import numpy as np
 
+from core.encoding import SentenceLike
+
 
 @dataclass(frozen=True)
 class LinkedPair:
-    """One sentence pair with its 0-based word links."""
+    """One sentence pair with its 0-based word links; each side a
+    :class:`core.encoding.Surface` (words + running text) or a list of words."""
 
     id: str
-    src: list[str]
-    tgt: list[str]
+    src: SentenceLike
+    tgt: SentenceLike
     links: list[tuple[int, int]]
 
 
 def read_pairs_jsonl(path: str | Path) -> list[LinkedPair]:
     """Read a word-pairs file (the format of :mod:`core.wordpairs`; errors name file and line)."""
-    from core.wordpairs import read_pairs
+    from core.wordpairs import read_pairs, side
 
-    return [LinkedPair(r["id"], r["src"], r["tgt"], [(i, j) for i, j in r["links"]]) for r in read_pairs(path)]
+    return [LinkedPair(r["id"], side(r, "src"), side(r, "tgt"), [(i, j) for i, j in r["links"]])
+            for r in read_pairs(path)]
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -115,7 +122,9 @@ def sentence_means(feats: np.ndarray, offsets: np.ndarray, valid: np.ndarray) ->
 def align_eval(extractor, *, sentence_pairs=None, linked_pairs: list[LinkedPair] | None = None,
                csls_k: int = 10, max_words: int = 5000) -> list[dict]:
     """Per-layer word retrieval (from ``linked_pairs``) and sentence retrieval (from
-    ``sentence_pairs``: objects with ``src``/``tgt`` word lists). Tidy rows."""
+    ``sentence_pairs``: objects with ``src``/``tgt`` sides, e.g. the
+    :class:`core.parallel.ParallelPair` objects of :func:`core.parallel.read_parallel`,
+    whose running text the model reads). Tidy rows."""
     rows: list[dict] = []
     if sentence_pairs:
         fs = extractor.extract([p.src for p in sentence_pairs])

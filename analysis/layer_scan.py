@@ -2,8 +2,10 @@
 
 For every layer ``0..L`` (core.layers: 0 = input of block 1, i = raw output of block i,
 before a decoder's final norm) each sentence of a parallel set is represented by the mean of
-its token states over non-pad tokens (:func:`core.sentences.token_mean`, the very vector the
-alignment loss of ``realign.midalign`` pulls together). Per layer:
+its token states over non-pad tokens (:func:`core.sentences.sentence_vectors`: running text
+tokenised by :mod:`core.encoding`, a sentence longer than ``max_length`` split into windows
+and counted; the very vector the alignment loss of ``realign.midalign`` pulls together).
+Per layer:
 
 - ``retrieval_acc`` with ``direction`` ``src->tgt`` and ``tgt->src``: accuracy@1 of finding
   a sentence's translation among all N candidates of the other language by cosine
@@ -23,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from core.encoding import SentenceLike
 
 from .alignment import sentence_retrieval
 from .cka import linear_cka
@@ -52,20 +56,23 @@ def scan_rows(src_vecs: dict[int, np.ndarray], tgt_vecs: dict[int, np.ndarray]) 
     return rows
 
 
-def layer_scan(model, tokenizer, src_texts: Sequence[str], tgt_texts: Sequence[str], *, layers="all",
-               batch_size: int = 16, max_length: int = 256) -> tuple[list[dict], dict]:
-    """Scan ``layers`` of ``model`` on parallel running texts.
+def layer_scan(model, tokenizer, src_texts: Sequence[str | SentenceLike], tgt_texts: Sequence[str | SentenceLike],
+               *, layers="all", batch_size: int = 16, max_length: int = 256) -> tuple[list[dict], dict]:
+    """Scan ``layers`` of ``model`` on parallel sentences (str running texts kept verbatim, or
+    the :class:`core.encoding.Surface` sides of :func:`core.parallel.read_parallel`).
 
     Returns ``(rows, info)``: tidy rows (see module doc, without model/src/tgt, which the
-    caller adds) and ``{"n_pairs", "n_truncated", "max_length"}``. Each side runs only the
-    blocks up to the highest requested layer.
+    caller adds) and ``{"n_pairs", "encoding", "max_length"}`` (``encoding``: the
+    :class:`core.encoding.EncodingStats` of both sides, a dict; ``max_length``: the window
+    size used). Each side runs only the blocks up to the highest requested layer.
     """
     from core.sentences import sentence_vectors
 
     if len(src_texts) != len(tgt_texts):
         raise ValueError(f"{len(src_texts)} source but {len(tgt_texts)} target sentences")
-    sv, ns = sentence_vectors(model, tokenizer, list(src_texts), layers, batch_size=batch_size,
-                              max_length=max_length)
-    tv, nt = sentence_vectors(model, tokenizer, list(tgt_texts), layers, batch_size=batch_size,
-                              max_length=max_length)
-    return scan_rows(sv, tv), {"n_pairs": len(src_texts), "n_truncated": ns + nt, "max_length": max_length}
+    sv, stats = sentence_vectors(model, tokenizer, list(src_texts), layers, batch_size=batch_size,
+                                 max_length=max_length)
+    tv, st_t = sentence_vectors(model, tokenizer, list(tgt_texts), layers, batch_size=batch_size,
+                                max_length=max_length)
+    stats += st_t
+    return scan_rows(sv, tv), {"n_pairs": len(src_texts), "encoding": stats.to_dict(), "max_length": stats.max_length}

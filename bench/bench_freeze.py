@@ -52,6 +52,7 @@ CONFIGS = (  # label, freeze spec, embedding update
 
 def pairs_and_tokenizer(tmp: Path):
     from core import FIXTURES
+    from core.encoding import surface_text
     from core.parallel import read_parallel
     from core.tiny import train_tokenizer
     from realign.pairs import extract_pairs, write_pairs
@@ -67,7 +68,7 @@ def pairs_and_tokenizer(tmp: Path):
         records = [dict(r, id=f"{r['id']}-{k}") for k in range(20) for r in records]
         source = "authored fixtures en-fr repeated (shared data absent)"
     path = write_pairs(tmp / "pairs.jsonl", records)
-    texts = [" ".join(p.src) for p in pp] + [" ".join(p.tgt) for p in pp]
+    texts = [surface_text(p.src)[0] for p in pp] + [surface_text(p.tgt)[0] for p in pp]
     tok = train_tokenizer(texts, "bert", vocab_size=30000)
     tok.model_max_length = 512
     return path, records, tok, source, summary
@@ -131,10 +132,11 @@ def main() -> None:
     from transformers import DistilBertConfig, DistilBertModel
 
     from core.features import encode_words
+    from core.wordpairs import side
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-freeze-"))
     _, records, tok, source, summary = pairs_and_tokenizer(tmp)
-    enc = encode_words(tok, [r["src"] for r in records] + [r["tgt"] for r in records], max_length=96)
+    enc = encode_words(tok, [side(r, "src") for r in records] + [side(r, "tgt") for r in records], max_length=96)
     token_ids = torch.unique(enc.input_ids)
     tokens_per_seq = float(enc.attention_mask.sum(1).float().mean())
     torch.manual_seed(0)

@@ -49,10 +49,11 @@ def main() -> None:
     from core import FIXTURES
     from core.layers import layer_states
     from core.models import load_tokenizer
-    from core.sentences import encode_texts, token_mean
+    from core.parallel import read_parallel
+    from core.sentences import encode_sentences
     from realign.losses import sentence_infonce
     from realign.midalign import tasks
-    from realign.midalign.data import collate_task, encode_examples, read_parallel_texts
+    from realign.midalign.data import collate_task, encode_examples
     from realign.midalign.lora import add_lora
     from realign.midalign.loss import alignment_loss
 
@@ -73,12 +74,12 @@ def main() -> None:
         src, tgt, data = ud / "en_pud-ud-test.conllu", ud / "de_pud-ud-test.conllu", "PUD en-de"
     else:
         src, tgt, data = FIXTURES / "en_demo-ud-test.conllu", FIXTURES / "de_demo-ud-test.conllu", "fixtures en-de"
-    pairs = read_parallel_texts(str(src), str(tgt), limit=B)
+    pairs = read_parallel(src, tgt, limit=B)
     examples = tasks.upos_examples(src, limit=B)
     enc, _ = encode_examples(tok, "upos", examples, 4096)
     batch = collate_task(enc, tok.pad_token_id)
     s_txt, t_txt = [p.src for p in pairs], [p.tgt for p in pairs]
-    par = encode_texts(tok, s_txt + t_txt, 128)
+    par = encode_sentences(model, tok, s_txt + t_txt, 128)
 
     def task_step():
         model(**batch).loss.backward()
@@ -88,8 +89,8 @@ def main() -> None:
         loss.backward()
 
     def align_all_blocks():  # the same loss, but every block (and the head) runs
-        h = layer_states(model, [K], stop_early=False, **par.inputs())[K]
-        sent = token_mean(h, par.attention_mask)
+        h = layer_states(model, [K], stop_early=False, **par.inputs)[K]
+        sent = par.sentence_mean(h)
         sentence_infonce(sent[:B], sent[B:]).backward()
 
     def joint_step():

@@ -2,7 +2,7 @@
 
 Which layer would ``--layer auto`` choose, and by how much does it win? Sentence retrieval
 accuracy@1 (both directions, chance = 1/N) and linear CKA per layer 0..30, sentences as
-token means over non-pad tokens (core.sentences). Reads ../shared/data/ud (never copied).
+token means over non-pad tokens (core.sentences: running text, windows past --max-length). Reads ../shared/data/ud (never copied).
 
     python bench/bench_midalign_scan.py --limit 1000
 """
@@ -32,7 +32,7 @@ def main() -> None:
 
     from core.arch import num_layers
     from core.models import load
-    from realign.midalign.data import read_parallel_texts
+    from core.parallel import read_parallel
     from realign.midalign.layer_choice import choose_layer
 
     torch.set_num_threads(2)
@@ -47,10 +47,10 @@ def main() -> None:
     # the PUD sentences are the same 1:1 in every language: the English vectors serve both pairs
     frames, times, vecs, trunc = [], {}, {}, {}
     for lang in ("en", "de", "fr"):
-        pairs = read_parallel_texts(ud / "en_pud-ud-test.conllu", ud / f"{lang}_pud-ud-test.conllu", limit=args.limit)
+        pairs = read_parallel(ud / "en_pud-ud-test.conllu", ud / f"{lang}_pud-ud-test.conllu", limit=args.limit)
         t0 = time.perf_counter()
-        vecs[lang], trunc[lang] = sentence_vectors(model, tok, [p.tgt for p in pairs], "all", batch_size=16,
-                                                   max_length=256)
+        vecs[lang], st = sentence_vectors(model, tok, [p.tgt for p in pairs], "all", batch_size=16, max_length=256)
+        trunc[lang] = st.windowed
         times[lang] = time.perf_counter() - t0
     for tgt in ("de", "fr"):
         rows = scan_rows(vecs["en"], vecs[tgt])
@@ -74,7 +74,7 @@ def main() -> None:
                   f"{c.runner_up} at {c.figures[c.runner_up]['retrieval_mean']:.3f} (margin {c.margin:+.3f}); "
                   f"layer 0: {f0['retrieval_mean']:.3f}; layer L = {L}: {fl['retrieval_mean']:.3f}; the paper's "
                   f"fixed middle (L/2 = {L // 2}): {c.figures[L // 2]['retrieval_mean']:.3f}. "
-                  f"Scan time {times[tgt][0]:.0f} s ({times[tgt][1]} sentences truncated).", "",
+                  f"Scan time {times[tgt][0]:.0f} s ({times[tgt][1]} sentences windowed).", "",
                   "| layer | en->" + tgt + " | " + tgt + "->en | mean | linear CKA |", "|---:|---:|---:|---:|---:|"]
         for lay in piv.index:
             r = piv.loc[lay]

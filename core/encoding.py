@@ -6,7 +6,9 @@ and the decoder commands).
    text it came from: its surface words joined by a space, except after a word whose
    CoNLL-U MISC says ``SpaceAfter=No`` (:attr:`core.conllu.Sentence.space_after`: Chinese
    and Thai words are glued, punctuation often is). A plain list of words is joined with
-   single spaces. Byte-level BPE (GPT-2, Llama 3, SmolLM2) then sees ``Ġcat`` as in running
+   single spaces. A text given as written (a str at sentence level, or a
+   :class:`Surface` from :func:`text_surface`: a line of plain text, a word-pairs record's
+   ``src_text``) is kept as it is, whitespace included, and its words are located in it. Byte-level BPE (GPT-2, Llama 3, SmolLM2) then sees ``Ġcat`` as in running
    text, not ``cat`` glued to the previous word; SentencePiece sees ``北京是中国`` as one
    string, as in its training data.
 2. Pieces -> words by CHARACTER overlap (``return_offsets_mapping``): a word owns the pieces
@@ -57,6 +59,8 @@ from .pieces import (  # noqa: F401  (re-exported: core.encoding is the public m
     running_text,
     split_text,
     surface,
+    surface_text,
+    text_surface,
     word_pieces,
 )
 from .pooling import WordPieces, pool_subwords
@@ -148,8 +152,13 @@ def _plan(costs: np.ndarray, budget: int) -> list[tuple[int, int]]:
     return windows
 
 
-def _span(sf: Surface, a: int, b: int) -> tuple[str, np.ndarray, np.ndarray]:
-    return running_text(sf.words[a:b], sf.space_after[a:b])
+def _span(sf: Surface, starts: Sequence[int], a: int, b: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """Running text of words ``a..b-1`` (a slice of the text as written, when there is one)."""
+    if sf.text is None:
+        return running_text(sf.words[a:b], sf.space_after[a:b])
+    st = np.asarray(starts[a:b], dtype=np.int64)
+    en = st + np.fromiter((len(w) for w in sf.words[a:b]), dtype=np.int64, count=b - a)
+    return sf.text[st[0]:en[-1]], st - st[0], en - st[0]
 
 
 def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_length: int | None = None, *,
@@ -158,9 +167,9 @@ def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_lengt
 
     Args:
         tokenizer: a fast tokenizer (offsets are needed).
-        sentences: CoNLL-U sentences, lists of words, or (sentence-level inputs only) plain
-            str texts, whose whitespace-separated parts are the words and whose characters
-            are kept as they are.
+        sentences: CoNLL-U sentences, :class:`Surface` objects, lists of words, or plain
+            str texts (as :func:`text_surface`: the whitespace-separated parts are the words
+            and the characters are kept as they are).
         max_length: positions per sequence, specials included (default: the tokenizer's
             ``model_max_length``; pass :func:`model_max_length` of the model).
         stats: counts are added to it.
@@ -173,17 +182,11 @@ def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_lengt
     st = EncodingStats(max_length=enc.max_length or 0)
     surfaces, texts, starts = [], [], []
     for s in sentences:
-        if isinstance(s, str):
-            words, st_, _en = split_text(s)
-            surfaces.append(Surface(words, [True] * len(words)))
-            texts.append(s)
-            starts.append(st_.tolist())
-        else:
-            sf = surface(s)
-            text, sts = join_words(sf.words, sf.space_after)
-            surfaces.append(sf)
-            texts.append(text)
-            starts.append(sts)
+        sf = text_surface(s) if isinstance(s, str) else surface(s)
+        text, sts = surface_text(sf)
+        surfaces.append(sf)
+        texts.append(text)
+        starts.append(sts)
     S = len(surfaces)
     st.sentences += S
     if not S:
@@ -233,7 +236,7 @@ def encode_windows(tokenizer, sentences: Sequence[SentenceLike | str], max_lengt
         todo = _plan(enc.costs(sts, ends, e), enc.max_length - enc.n_special)
         done: list[Window] = []
         while todo:
-            spans = [_span(sf, a, b) for a, b in todo]
+            spans = [_span(sf, starts[k], a, b) for a, b in todo]
             encs = enc.tokenize([t for t, _, _ in spans])
             nxt = []
             for (a, b), (text, st_, en_), ew in zip(todo, spans, encs):
@@ -299,16 +302,23 @@ class EncodedBatch:
         return pool_subwords(hidden, self.pieces, method=method)
 
     def sentence_mean(self, hidden: torch.Tensor, *, text_only: bool = False) -> torch.Tensor:
-        """``(..., S, D)`` mean over each sentence's non-pad tokens (all its windows; the
-        reference's sentence vector), or over its text tokens only (``text_only``)."""
-        R, T, D = hidden.shape[-3:]
+        """THE sentence vector: ``(..., S, D)`` float32 mean of each sentence's non-pad tokens
+        over all its windows (the reference's mean over non-pad tokens; a sentence longer
+        than a window is the token-weighted mean of its windows), or of its text tokens only
+        (``text_only``: no special token). ``hidden`` is ``(..., R, T, D)`` (rows of this
+        batch); sums are taken in float32 whatever its dtype (bf16 under mixed precision).
+        A sentence without a token gives zeros. Differentiable."""
+        if hidden.shape[-3:-1] != self.input_ids.shape:
+            raise ValueError(f"states {tuple(hidden.shape)} do not match the batch's {tuple(self.input_ids.shape)} "
+                             "rows x tokens: expected (..., R, T, D)")
+        D = hidden.shape[-1]
         lead = hidden.shape[:-3]
-        m = (self.text_mask if text_only else self.attention_mask.bool()).to(hidden.device)
-        row_sum = (hidden * m.to(hidden.dtype)[..., None]).sum(-2)  # (..., R, D)
+        m = (self.text_mask if text_only else self.attention_mask.bool()).to(hidden.device, torch.float32)
+        row_sum = (hidden.float() * m[..., None]).sum(-2)  # (..., R, D); no matmul: autocast would take it to bf16
         S = len(self.n_words)
         rs = self.row_sentence.to(hidden.device)
-        tot = hidden.new_zeros(*lead, S, D).index_add(-2, rs, row_sum)
-        cnt = hidden.new_zeros(S).index_add(0, rs, m.sum(-1).to(hidden.dtype))
+        tot = row_sum.new_zeros(*lead, S, D).index_add(-2, rs, row_sum)
+        cnt = row_sum.new_zeros(S).index_add(0, rs, m.sum(-1))
         return tot / cnt.clamp(min=1)[:, None]
 
     @property

@@ -1,8 +1,21 @@
 """Sentence-aligned parallel text: two CoNLL-U files joined on ``# sent_id`` (the PUD
 layout), two line-aligned plain text files, one TSV file, or a HuggingFace dataset.
 
-Words are the surface tokens a model sees (CoNLL-U: MWT surface forms; plain text and
-TSV: whitespace-split). Both sides are checked by every reader: misaligned input raises
+Each side is a :class:`core.encoding.Surface`: its words AND its running text, which is what
+a model reads (:mod:`core.encoding`) and what a word aligner's links index:
+
+- CoNLL-U: the words are the surface tokens (MWT surface forms: ``du``, not ``de le``), the
+  running text joins them with a space unless MISC says ``SpaceAfter=No`` (Chinese, Thai and
+  Japanese words are glued, so are most punctuation marks), which is the sentence's
+  ``# text`` up to runs of whitespace (the CoNLL-U reader checks the two agree);
+- plain text, TSV and ``hf:`` datasets: the running text is the line (the cell) as written,
+  leading and trailing whitespace dropped, inner whitespace kept as it is (two spaces, a
+  tab, an ideographic space); the words are its whitespace-separated parts. A line of
+  unsegmented text (Chinese, Japanese, Thai written without spaces) is then ONE word for
+  the word aligners: give such languages as CoNLL-U (words + ``SpaceAfter=No``), or as
+  text pre-split by spaces if the model should read those spaces.
+
+Both sides are checked by every reader: misaligned input raises
 :class:`ParallelDataError` naming the file and line of the first mismatch (a sentence
 without a translation, a repeated ``# sent_id`` on either side, a line that only one file
 has, an empty side). Text files are read by :func:`core.textlines.read_lines` (a BOM is
@@ -16,6 +29,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 from .conllu import Sentence, read_conllu
+from .pieces import Surface, surface, text_surface
 from .textlines import FileFormatError, read_lines
 
 
@@ -29,11 +43,30 @@ class ParallelFileError(FileFormatError, ParallelDataError):
 
 @dataclass(frozen=True)
 class ParallelPair:
-    """One translation pair: an id and the two sides as lists of words."""
+    """One translation pair: an id and the two sides as :class:`core.encoding.Surface`
+    objects (``.words`` for the word aligners; the object itself for anything that tokenises,
+    so that the model reads the running text). A plain list of words given for a side is
+    taken as words separated by single spaces."""
 
     id: str
-    src: list[str]
-    tgt: list[str]
+    src: Surface
+    tgt: Surface
+
+    def __post_init__(self):
+        for side in ("src", "tgt"):
+            value = getattr(self, side)
+            if not isinstance(value, Surface):
+                if isinstance(value, str | Sentence):
+                    raise TypeError(f"ParallelPair.{side}: expected a core.encoding.Surface or a list of words, "
+                                    f"not a {type(value).__name__}")
+                object.__setattr__(self, side, surface(list(value)))
+
+
+def token_surface(sent: Sentence) -> Surface:
+    """The surface tokens of a CoNLL-U sentence with their ``SpaceAfter`` (its syntactic
+    words are not what a parallel pair's words index)."""
+    sf = surface(sent)
+    return Surface(sf.words, sf.space_after)
 
 
 def _with_ids(path: Path) -> dict[str, Sentence]:
@@ -57,7 +90,7 @@ def _read_conllu_pairs(src: Path, tgt: Path) -> list[ParallelPair]:
                 raise ParallelFileError(s.path, s.line, f"sent_id {sid!r} has no match in {other_path}: "
                                                         f"expected the two files to hold the same sent_id values "
                                                         f"({len(a)} and {len(b)} sentences)")
-    return [ParallelPair(sid, list(s.tokens), list(b[sid].tokens)) for sid, s in a.items()]
+    return [ParallelPair(sid, token_surface(s), token_surface(b[sid])) for sid, s in a.items()]
 
 
 def _read_text_pairs(src: Path, tgt: Path) -> list[ParallelPair]:
@@ -69,13 +102,13 @@ def _read_text_pairs(src: Path, tgt: Path) -> list[ParallelPair]:
             longer, shorter = (src, tgt) if y is None else (tgt, src)
             raise ParallelFileError(longer, n, f"{shorter} has only {n - 1} lines: expected the two files "
                                                "line-aligned (one sentence and its translation per line)")
-        xs, ys = x[1].split(), y[1].split()
+        xs, ys = x[1].strip(), y[1].strip()
         if bool(xs) != bool(ys):
             empty, full = (src, tgt) if not xs else (tgt, src)
             raise ParallelFileError(empty, n, f"empty line, but line {n} of {full} is not: expected the two "
                                               "files line-aligned (empty lines in both or in neither)")
         if xs:
-            pairs.append(ParallelPair(str(n), xs, ys))
+            pairs.append(ParallelPair(str(n), text_surface(xs), text_surface(ys)))
     return pairs
 
 
@@ -89,7 +122,7 @@ def _read_tsv_pairs(path: Path) -> list[ParallelPair]:
             raise ParallelFileError(path, i, "expected two non-empty tab-separated columns (source, target), "
                                              f"found {len(cols)} column(s)"
                                              + ("" if len(cols) != 2 else " with an empty side"))
-        pairs.append(ParallelPair(str(i), cols[0].split(), cols[1].split()))
+        pairs.append(ParallelPair(str(i), text_surface(cols[0].strip()), text_surface(cols[1].strip())))
     return pairs
 
 
@@ -117,7 +150,7 @@ def _read_hf_pairs(spec: str, split: str, limit: int | None) -> list[ParallelPai
         if bad:
             raise ParallelDataError(f"{spec} ({split}) row {i}: no text on the {' and '.join(bad)} side: expected "
                                     f"{{'translation': {{'{s}': ..., '{t}': ...}}}} with both sides non-empty")
-        pairs.append(ParallelPair(str(i), sides[0].split(), sides[1].split()))
+        pairs.append(ParallelPair(str(i), text_surface(sides[0].strip()), text_surface(sides[1].strip())))
     return pairs
 
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from .conllu import Sentence
 
-SentenceLike = Sentence | Sequence[str]
 PIECE_TO_WORD = ("running text (SpaceAfter=No glues words); a word owns the pieces overlapping its characters; "
                  "bare markers, specials and padding belong to no word; a piece shared by two words belongs to both")
 
@@ -25,16 +24,82 @@ PIECE_TO_WORD = ("running text (SpaceAfter=No glues words); a word owns the piec
 class Surface:
     """What is tokenised for one sentence: ``words`` (CoNLL-U surface tokens: ``au``, not
     ``à le``) and ``space_after[i]`` (False: word i is glued to word i+1 in running text);
-    ``word_to_token`` maps CoNLL-U syntactic words to surface words (None: identity)."""
+    ``word_to_token`` maps CoNLL-U syntactic words to surface words (None: identity).
+
+    ``text``: the running text itself when it was given as written (a line of plain text,
+    :func:`text_surface`): its whitespace is kept as it is (two spaces, a tab, an
+    ideographic space), and the words are located in it. None: the running text is the
+    words joined as :func:`join_words` says (a space after word i unless
+    ``space_after[i]`` is False).
+    """
 
     words: list[str]
     space_after: list[bool]
     word_to_token: list[int] | None = None
+    text: str | None = None
+
+    def __len__(self) -> int:
+        """Number of words (a Surface is deliberately not iterable: ``.words`` are the words
+        without their spacing)."""
+        return len(self.words)
+
+
+SentenceLike = Sentence | Surface | Sequence[str]
+
+
+def text_surface(text: str, words: Sequence[str] | None = None) -> Surface:
+    """The :class:`Surface` of a running text kept as written.
+
+    Args:
+        text: the running text (a plain-text line, a TSV cell, a word-pairs record's
+            ``src_text``).
+        words: its words; default the whitespace-separated parts of ``text``. Given words
+            must be ``text`` cut at whitespace or between characters: in order, nothing but
+            whitespace before, between and after them.
+
+    ``space_after[i]`` is True where whitespace follows word i in ``text`` (and for the last
+    word). Raises ``ValueError`` naming the first place where ``words`` and ``text`` part.
+    """
+    if words is None:
+        words = split_text(text)[0]
+    else:
+        words = [str(w) for w in words]
+    starts = _locate(text, words)
+    space = [starts[i] + len(words[i]) < starts[i + 1] for i in range(len(words) - 1)] + [True] * bool(words)
+    return Surface(words, space, None, text)
+
+
+def _locate(text: str, words: Sequence[str]) -> list[int]:
+    """Start of each word in ``text``, which must be the words with only whitespace around them."""
+    starts, pos = [], 0
+    for i, w in enumerate(words):
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if not w or not text.startswith(w, pos):
+            raise ValueError(f"word {i} {w!r} is not at character {pos} of the text {text!r} "
+                             f"(found {text[pos:pos + len(w) + 5]!r}): expected the words in order, "
+                             "with only whitespace between them")
+        starts.append(pos)
+        pos += len(w)
+    if text[pos:].strip():
+        raise ValueError(f"the text {text!r} goes on after its last word with {text[pos:pos + 20]!r}: "
+                         "expected only whitespace")
+    return starts
+
+
+def surface_text(sf: Surface) -> tuple[str, list[int]]:
+    """Running text of ``sf`` and the start of each word in it (``text`` as written, or the
+    words joined by :func:`join_words`)."""
+    if sf.text is None:
+        return join_words(sf.words, sf.space_after)
+    return sf.text, _locate(sf.text, sf.words)
 
 
 def surface(sent: SentenceLike) -> Surface:
-    """The :class:`Surface` of a CoNLL-U sentence or a list of words (a str is refused:
-    its characters would be taken for words)."""
+    """The :class:`Surface` of a CoNLL-U sentence, a :class:`Surface` (returned as it is)
+    or a list of words (a str is refused: its characters would be taken for words)."""
+    if isinstance(sent, Surface):
+        return sent
     if isinstance(sent, Sentence):
         words = list(sent.tokens)
         space = list(sent.space_after) if len(sent.space_after) == len(words) else [True] * len(words)

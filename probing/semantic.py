@@ -1,8 +1,10 @@
 """Sentence-level (semantic) probes at every layer.
 
-- **Translation matching** on parallel data (PUD: two CoNLL-U files joined on ``sent_id``):
-  each sentence is the mean of its word vectors (words pooled from sub-words by the one
-  pooling function; padding and special tokens never enter), and a sentence retrieves its
+- **Translation matching** on parallel data (PUD: two CoNLL-U files joined on ``sent_id``,
+  :func:`core.parallel.read_parallel`): each side is read by the model as its running text
+  (``SpaceAfter=No`` glues Chinese and Thai words, :mod:`core.encoding`); each sentence is
+  the mean of its word vectors (words pooled from sub-words by the one pooling function;
+  padding and special tokens never enter), and a sentence retrieves its
   translation among *all* candidate sentences of the other language by cosine similarity,
   in both directions. Optionally each language's mean vector is subtracted first
   (``center=True``), which removes the language-identity component.
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from core.encoding import text_surface
 from core.features import WordFeatureExtractor, WordFeatures
 
 from .linear import MultiLayerLinearProbe
@@ -166,11 +169,13 @@ def load_xnli(lang: str, split: str = "test", limit: int | None = None) -> list[
 
 def nli_features(extractor: WordFeatureExtractor, rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
     """``(layers, N, 4D)`` features ``[u, v, |u - v|, u * v]`` of premise ``u`` and hypothesis
-    ``v`` (mean-pooled word vectors; words = whitespace split) and ``(N,)`` labels."""
+    ``v`` (mean-pooled word vectors) and ``(N,)`` labels. A text is read as written
+    (:func:`core.encoding.text_surface`: words = its whitespace-separated parts, so a
+    Chinese or Thai sentence without spaces is one word; an empty text is ``.``)."""
     if not rows:
         raise ValueError("no NLI rows")
-    prem = [r["premise"].split() or ["."] for r in rows]
-    hyp = [r["hypothesis"].split() or ["."] for r in rows]
+    prem = [text_surface(r["premise"].strip() or ".") for r in rows]
+    hyp = [text_surface(r["hypothesis"].strip() or ".") for r in rows]
     u = sentence_vectors(extractor.extract(prem))
     v = sentence_vectors(extractor.extract(hyp))
     X = np.concatenate([u, v, np.abs(u - v), u * v], axis=-1)

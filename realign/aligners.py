@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.encoding import SentenceLike
 from core.textlines import read_lines
 
 Link = tuple[int, int]
@@ -183,21 +184,24 @@ def similarity_links_from_vectors(src_vecs: np.ndarray, tgt_vecs: np.ndarray, th
     return links
 
 
-def similarity_links(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], model, tokenizer, layer: int = 8,
+def similarity_links(pairs: Sequence[tuple[SentenceLike, SentenceLike]], model, tokenizer, layer: int = 8,
                      pooling: str = "first", threshold: float = 1e-3, batch_size: int = 32,
                      progress: bool = True) -> list[set[Link] | None]:
     """Contextual-embedding links at ``layer`` (0 = embeddings) of ``model``.
 
-    Word vectors come from :class:`core.features.WordFeatureExtractor` (one pooling
-    function); see :func:`similarity_links_from_vectors` for the rule. ``None`` for a pair
-    with a side where no word has a vector (no token of the tokenizer reached it).
+    Each side is a :class:`core.encoding.Surface` (words and running text, as
+    :func:`core.parallel.read_parallel` gives them) or a list of words (joined by single
+    spaces). Word vectors come from :class:`core.features.WordFeatureExtractor` (the model
+    reads the running text; one pooling function); see :func:`similarity_links_from_vectors`
+    for the rule. ``None`` for a pair with a side where no word has a vector (no token of
+    the tokenizer reached it).
     """
     from core.features import WordFeatureExtractor
 
     ex = WordFeatureExtractor(model, tokenizer, layers=[layer], pooling=pooling, batch_size=batch_size,
                               progress=progress)
-    fs = ex.extract([list(s) for s, _ in pairs])
-    ft = ex.extract([list(t) for _, t in pairs])
+    fs = ex.extract([s for s, _ in pairs])
+    ft = ex.extract([t for _, t in pairs])
     out = []
     for k in range(len(pairs)):
         sv, tv = fs.sentence(k, layer), ft.sentence(k, layer)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from core.arch import base_model, num_layers, parse_layers
 from core.encoding import encode_words, model_max_length
 from core.layers import layer_states
+from core.wordpairs import side
 
 
 def word_infonce(
@@ -176,7 +177,8 @@ def realignment_loss(
             is called as is so that gradients synchronise).
         tokenizer: its fast tokenizer.
         batch: records as read by :func:`realign.pairs.read_pairs`
-            (``{"id", "src", "tgt", "links"}``).
+            (``{"id", "src", "tgt", "links"}`` and the optional ``src_text``/``tgt_text``:
+            each side is tokenised as its running text, :func:`core.wordpairs.side`).
         config: anything with the attributes of :class:`realign.config.RealignConfig`
             used here: ``layers``, ``loss``, ``temperature``, ``negatives``, ``candidates``,
             ``pooling``, ``max_length``, ``reg_weight``.
@@ -201,7 +203,10 @@ def realignment_loss(
     wrapped = not hasattr(model, "config")
     inner = getattr(model, "module", model) if wrapped else model
     max_length = min(config.max_length, model_max_length(inner, tokenizer))  # never past the positions
-    enc = encode_words(tokenizer, [r["src"] for r in batch] + [r["tgt"] for r in batch], max_length=max_length)
+    # each side as its running text (src_text/tgt_text of the record: Chinese words glued,
+    # punctuation attached), not its words joined by spaces
+    enc = encode_words(tokenizer, [side(r, "src") for r in batch] + [side(r, "tgt") for r in batch],
+                       max_length=max_length)
     device = next(model.parameters()).device
     enc = enc.to(device)
     layers = parse_layers(config.layers, num_layers(inner))

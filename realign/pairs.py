@@ -1,10 +1,14 @@
 """Word pairs from sentence-aligned text: extraction, JSONL reading and writing.
 
-One record per sentence pair (one JSON object per line)::
+One record per sentence pair (one JSON object per line, the format of :mod:`core.wordpairs`)::
 
-    {"id": "n01001011", "src": ["The", "cat"], "tgt": ["Le", "chat"], "links": [[0, 0], [1, 1]]}
+    {"id": "n01001011", "src": ["The", "cat", "."], "tgt": ["Le", "chat", "."], "links": [[0, 0], [1, 1]],
+     "src_text": "The cat.", "tgt_text": "Le chat."}
 
-``links`` are 0-based ``[source word, target word]`` indices. Every aligner's output is
+``links`` are 0-based ``[source word, target word]`` indices; ``src_text``/``tgt_text`` are
+the running texts of the parallel input (what realignment and ``align-eval`` tokenise).
+The word aligners see the words: CoNLL-U surface tokens, or the whitespace-separated parts
+of a plain-text / TSV line (:mod:`core.parallel`). Every aligner's output is
 post-processed the same way: only one-to-one links are kept (a word with two or more
 links loses all of them) and links between identical strings (compared
 case-insensitively: numbers, names, punctuation) are dropped.
@@ -17,7 +21,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from core.wordpairs import WordPairs, read_pairs, write_pairs  # noqa: F401  (re-exported)
+from core.parallel import ParallelPair
+from core.wordpairs import WordPairs, pair_record, read_pairs, side, write_pairs  # noqa: F401  (re-exported)
 
 from .aligners import (
     ALIGNERS,
@@ -86,8 +91,10 @@ def extract_pairs(
     """Word links for parallel sentences.
 
     Args:
-        parallel_pairs: :class:`core.parallel.ParallelPair` objects (or anything with
-            ``id``, ``src``, ``tgt``), e.g. from :func:`core.parallel.read_parallel`.
+        parallel_pairs: :class:`core.parallel.ParallelPair` objects, e.g. from
+            :func:`core.parallel.read_parallel` (each side a :class:`core.encoding.Surface`:
+            words and running text; the similarity aligner reads the running text, the
+            records keep it as ``src_text``/``tgt_text``).
         aligner: ``dictionary`` (needs ``dictionary``: a MUSE file or a loaded dict),
             ``eflomal`` (forward + reverse, grow-diag-final-and), or ``similarity`` (needs
             ``model`` and ``tokenizer``; ``layer`` 0..L, ``pooling``, ``threshold``).
@@ -101,10 +108,10 @@ def extract_pairs(
     """
     if aligner not in ALIGNERS:
         raise ValueError(f"unknown aligner {aligner!r}: expected one of {', '.join(ALIGNERS)}")
-    pairs = list(parallel_pairs)
+    pairs = [p if isinstance(p, ParallelPair) else ParallelPair(p.id, p.src, p.tgt) for p in parallel_pairs]
     if not pairs:
         raise ValueError("extract_pairs: no sentence pairs given")
-    sides = [(list(p.src), list(p.tgt)) for p in pairs]
+    sides = [(p.src.words, p.tgt.words) for p in pairs]
     if aligner == "dictionary":
         if dictionary is None:
             raise ValueError("the dictionary aligner needs a bilingual dictionary (--dictionary FILE, MUSE format)")
@@ -115,8 +122,8 @@ def extract_pairs(
     else:
         if model is None or tokenizer is None:
             raise ValueError("the similarity aligner needs a model and its tokenizer (--model M --layer K)")
-        raw = similarity_links(sides, model, tokenizer, layer=layer, pooling=pooling, threshold=threshold,
-                               progress=progress)
+        raw = similarity_links([(p.src, p.tgt) for p in pairs], model, tokenizer, layer=layer, pooling=pooling,
+                               threshold=threshold, progress=progress)
     records: list[WordPairs] = []
     not_aligned: list[str] = []
     for p, (s, t), links in zip(pairs, sides, raw):
@@ -125,7 +132,7 @@ def extract_pairs(
             continue
         kept = one_to_one(links, s, t)
         if kept:
-            records.append(WordPairs(id=str(p.id), src=s, tgt=t, links=kept))
+            records.append(pair_record(p.id, p.src, p.tgt, kept))
     warnings = [_not_aligned_message(aligner, not_aligned, len(pairs))] if not_aligned else []
     for w in warnings:
         print(f"alignfreeze pairs: warning: {w}", file=sys.stderr, flush=True)

@@ -85,14 +85,15 @@ def unknown_word_fraction(tokenizer, records, max_length: int, chunk: int = 512)
     tokenised as in training (running text, windows: :mod:`core.encoding`).
     """
     from core.encoding import unknown_words
+    from core.wordpairs import side
 
     if tokenizer.unk_token_id is None:  # byte-level vocabularies have no unknown token
         return 0.0
     total = unknown = 0
     for k in range(0, len(records), chunk):
         part = records[k : k + chunk]
-        for side, col in (("src", 0), ("tgt", 1)):
-            unk = unknown_words(tokenizer, [r[side] for r in part], max_length)
+        for which, col in (("src", 0), ("tgt", 1)):
+            unk = unknown_words(tokenizer, [side(r, which) for r in part], max_length)
             for row, rec in enumerate(part):
                 for link in rec["links"]:
                     total += 1

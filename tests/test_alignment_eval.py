@@ -84,6 +84,7 @@ def saved_model(tmp_path_factory):
 
 def test_align_eval_cli(saved_model, fixtures_dir, tmp_path, capsys):
     from core.parallel import read_parallel
+    from core.wordpairs import pair_record
 
     en, fr = fixtures_dir / "en_demo-ud-test.conllu", fixtures_dir / "fr_demo-ud-test.conllu"
     pairs = read_parallel(en, fr)
@@ -91,7 +92,7 @@ def test_align_eval_cli(saved_model, fixtures_dir, tmp_path, capsys):
     with pj.open("w") as f:
         for p in pairs:
             links = [[0, 0], [1, 1]] if len(p.src) > 1 and len(p.tgt) > 1 else [[0, 0]]
-            f.write(json.dumps({"id": p.id, "src": p.src, "tgt": p.tgt, "links": links}) + "\n")
+            f.write(json.dumps(pair_record(p.id, p.src, p.tgt, links)) + "\n")
     out = tmp_path / "a.csv"
     assert main(["align-eval", "--model", str(saved_model), "--src", str(en), "--tgt", str(fr),
                  "--pairs", str(pj), "--csls-k", "3", "--out", str(out), "--no-progress"]) == 0

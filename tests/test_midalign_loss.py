@@ -9,7 +9,7 @@ import torch
 from _midalign import tiny_lm
 
 from core.arch import blocks, num_layers
-from core.sentences import encode_texts, token_mean
+from core.encoding import encode_texts
 from realign.losses import sentence_infonce
 from realign.midalign.lora import add_lora
 from realign.midalign.loss import alignment_loss
@@ -31,16 +31,31 @@ def np_infonce(s: np.ndarray, t: np.ndarray, tau: float, symmetric: bool = False
     return (ce(logits) + ce(logits.T)) / 2 if symmetric else ce(logits)
 
 
-def test_token_mean_against_numpy():
+def test_sentence_mean_against_numpy():
+    """THE sentence vector: mean over non-pad tokens (all windows of a sentence), float32."""
+    _, tok = tiny_lm("llama")
+    long = " ".join(["the cat sleeps"] * 12)
+    enc = encode_texts(tok, ["the cat sleeps", long, "a dog"], 16)
+    assert enc.stats.windowed == 1 and enc.input_ids.shape[0] > 3  # the long text is several rows
+    R, T = enc.input_ids.shape
     rng = np.random.default_rng(0)
-    h = rng.normal(size=(3, 5, 4)).astype(np.float32)
-    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
-    want = np.stack([h[b, mask[b] == 1].mean(0) for b in range(3)])
-    got = token_mean(torch.from_numpy(h), torch.from_numpy(mask)).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    h = rng.normal(size=(R, T, 4)).astype(np.float32)
+    mask = enc.attention_mask.numpy()
+    rows = enc.row_sentence.numpy()
+    want = np.stack([np.concatenate([h[r, mask[r] == 1] for r in np.nonzero(rows == s)[0]]).mean(0)
+                     for s in range(3)])
+    got = enc.sentence_mean(torch.from_numpy(h))
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5)
     # a padded position holding a huge value must not leak in
-    h[0, 4] = 1e6
-    np.testing.assert_allclose(token_mean(torch.from_numpy(h), torch.from_numpy(mask)).numpy(), want, rtol=1e-6)
+    pad = np.argwhere(mask == 0)[0]
+    h[pad[0], pad[1]] = 1e6
+    np.testing.assert_allclose(enc.sentence_mean(torch.from_numpy(h)).numpy(), want, rtol=1e-5)
+    # bf16 states are summed in float32
+    hb = torch.from_numpy(h).bfloat16()
+    ref = np.stack([np.concatenate([hb[r][mask[r] == 1].float().numpy() for r in np.nonzero(rows == s)[0]]).mean(0)
+                    for s in range(3)])
+    np.testing.assert_allclose(enc.sentence_mean(hb).numpy(), ref, rtol=1e-5)
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -77,7 +92,7 @@ def test_alignment_loss_is_infonce_of_block_k_token_means(family):
     with torch.no_grad():
         loss, parts = alignment_loss(model, tok, SRC, TGT, K, temperature=0.1)
     assert float(loss) == pytest.approx(want, rel=1e-4)
-    assert parts["truncated"] == 0
+    assert parts["windowed"] == 0 and parts["windows"] == 8
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2"])

@@ -8,8 +8,10 @@ from _midalign import EN, FR, tiny_lm
 
 from analysis.layer_scan import layer_scan, scan_rows
 from core.arch import projection_paths
+from core.conllu import read_conllu
+from core.encoding import surface_text
+from core.parallel import read_parallel
 from realign.freeze import lora_target_modules
-from realign.midalign.data import read_parallel_texts
 from realign.midalign.layer_choice import RULE, choose_layer, resolve_layer
 
 
@@ -51,11 +53,12 @@ def test_resolve_layer_errors():
 
 def test_scan_of_a_tiny_model_covers_every_layer_and_plots():
     model, tok = tiny_lm("qwen2")
-    pairs = read_parallel_texts(str(EN), str(FR))
-    assert pairs[0].src[0].isupper() and " " in pairs[0].src  # the CoNLL-U text, as written
+    pairs = read_parallel(EN, FR)
+    texts = {s.sent_id: s.text for s in read_conllu(FR)}
+    assert all(surface_text(p.tgt)[0] == texts[p.id] for p in pairs)  # the CoNLL-U text, as written
     rows, info = layer_scan(model, tok, [p.src for p in pairs], [p.tgt for p in pairs], batch_size=5)
     assert sorted({r["layer"] for r in rows}) == [0, 1, 2, 3, 4]
-    assert info["n_pairs"] == 12 and info["n_truncated"] == 0
+    assert info["n_pairs"] == 12 and info["encoding"]["windowed"] == 0 and info["encoding"]["sentences"] == 24
     assert all(0 <= r["value"] <= 1 + 1e-9 for r in rows)
 
 
@@ -66,7 +69,7 @@ def test_scan_table_draws_with_the_plot_command(tmp_path):
     from alignfreeze.cli import main
 
     model, tok = tiny_lm("qwen2")
-    pairs = read_parallel_texts(str(EN), str(FR))
+    pairs = read_parallel(EN, FR)
     rows, _ = layer_scan(model, tok, [p.src for p in pairs], [p.tgt for p in pairs], batch_size=12)
     csv = tmp_path / "scan.csv"
     pd.DataFrame([{"model": "tiny", "src": "en", "tgt": "fr", **r} for r in rows]).to_csv(csv, index=False)

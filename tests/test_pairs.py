@@ -80,7 +80,7 @@ def test_grow_diag_final_and_by_hand():
 
 
 def test_eflomal_on_fixtures(en_fr):
-    raw = eflomal_links([(p.src, p.tgt) for p in en_fr])
+    raw = eflomal_links([(p.src.words, p.tgt.words) for p in en_fr])
     assert len(raw) == len(en_fr)
     for p, links in zip(en_fr, raw):
         assert all(0 <= i < len(p.src) and 0 <= j < len(p.tgt) for i, j in links)
@@ -205,7 +205,7 @@ def test_eflomal_long_pair_is_counted_and_reported(en_fr, capsys):
     from realign.aligners import EFLOMAL_MAX_WORDS
 
     pairs = list(en_fr) + [_long_pair(EFLOMAL_MAX_WORDS + 1, "42")]
-    raw = eflomal_links([(p.src, p.tgt) for p in pairs])
+    raw = eflomal_links([(p.src.words, p.tgt.words) for p in pairs])
     assert raw[-1] is None and all(r is not None for r in raw[:-1])
     recs, summary = extract_pairs(pairs, "eflomal")
     assert "42" not in {r["id"] for r in recs}

@@ -12,8 +12,8 @@ def test_conllu_pairs_join_on_sent_id(fixtures_dir):
     assert len(pairs) == 12
     p = pairs[2]
     assert p.id == "demo-03"
-    assert p.src[:2] == ["We", "walked"]
-    assert "au" in p.tgt and "à" not in p.tgt  # surface tokens, not syntactic words
+    assert p.src.words[:2] == ["We", "walked"]
+    assert "au" in p.tgt.words and "à" not in p.tgt.words  # surface tokens, not syntactic words
 
 
 def _conllu(ids):
@@ -43,7 +43,7 @@ def test_text_pairs_and_length_mismatch(tmp_path):
     a.write_text("the cat\n\na dog barks\n")
     b.write_text("le chat\n\nun chien aboie\n")
     pairs = read_parallel(a, b)
-    assert [p.id for p in pairs] == ["1", "3"] and pairs[1].tgt == ["un", "chien", "aboie"]
+    assert [p.id for p in pairs] == ["1", "3"] and pairs[1].tgt.words == ["un", "chien", "aboie"]
     b.write_text("le chat\n\n")
     with pytest.raises(ParallelDataError, match=rf"^{a}:3: {b} has only 2 lines"):
         read_parallel(a, b)
@@ -77,7 +77,7 @@ def test_conllu_pairs_check_both_sides_in_order(tmp_path):
     a.write_text(_pud(["s1", "s2"], "en"), encoding="utf-8")
     b.write_text(_pud(["s2", "s1"], "fr"), encoding="utf-8")
     pairs = read_parallel(a, b)  # joined on sent_id, not on position
-    assert [(p.id, p.src, p.tgt) for p in pairs] == [("s1", ["ens1"], ["frs1"]), ("s2", ["ens2"], ["frs2"])]
+    assert [(p.id, p.src.words, p.tgt.words) for p in pairs] == [("s1", ["ens1"], ["frs1"]), ("s2", ["ens2"], ["frs2"])]
     b.write_text(_pud(["s1", "s2", "s3"], "fr"), encoding="utf-8")
     with pytest.raises(ParallelDataError, match=rf"^{b}:9: sent_id 's3' has no match in {a}"):
         read_parallel(a, b)
@@ -94,7 +94,7 @@ def test_text_files_as_they_come(tmp_path):
     a.write_bytes(b"\xef\xbb\xbfthe cat\r\na dog\r\n")
     b.write_bytes(b"le chat\nun chien\n")
     pairs = read_parallel(a, b)
-    assert [p.src for p in pairs] == [["the", "cat"], ["a", "dog"]]
+    assert [p.src.words for p in pairs] == [["the", "cat"], ["a", "dog"]]
     b.write_bytes("le chat\nun chien \xe9l\xe9gant\n".encode("latin-1"))
     with pytest.raises(ParallelDataError, match=rf"^{b}:2: byte 0xE9 at column 10 \(byte offset 17 in the file\)"):
         read_parallel(a, b)
@@ -107,7 +107,7 @@ def test_hf_rows_check_both_sides(monkeypatch):
     rows = [{"translation": {"en": "the cat", "fr": "le chat"}}, {"translation": {"en": "a dog", "fr": " "}}]
     fake = types.SimpleNamespace(load_dataset=lambda name, config, split: rows)
     monkeypatch.setitem(sys.modules, "datasets", fake)
-    assert read_parallel("hf:x/y:en-fr", limit=1)[0].tgt == ["le", "chat"]
+    assert read_parallel("hf:x/y:en-fr", limit=1)[0].tgt.words == ["le", "chat"]
     with pytest.raises(ParallelDataError, match=r"hf:x/y:en-fr \(train\) row 1: no text on the fr side"):
         read_parallel("hf:x/y:en-fr")
     rows[1] = {"translation": {"de": "ein Hund"}}
@@ -119,7 +119,7 @@ def test_tsv_pairs_and_bad_line(tmp_path):
     t = tmp_path / "p.tsv"
     t.write_text("the cat\tle chat\nred apples\tpommes rouges\n")
     pairs = read_parallel(t, limit=1)
-    assert len(pairs) == 1 and pairs[0].src == ["the", "cat"]
+    assert len(pairs) == 1 and pairs[0].src.words == ["the", "cat"]
     t.write_text("the cat\tle chat\nonly one column\n")
     with pytest.raises(ParallelDataError, match=r"p\.tsv:2: expected two non-empty tab-separated"):
         read_parallel(t)

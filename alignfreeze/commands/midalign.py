@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--layers", default="all", help="layers to scan (default all, 0..L)")
     p.add_argument("--limit", type=int, default=1000, help="sentence pairs used at most")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=256, help="tokens per sentence (longer: truncated, counted)")
+    p.add_argument("--max-length", type=int, default=256,
+                   help="tokens per window (a longer sentence is split into windows at word boundaries, counted)")
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=run_scan)
 
@@ -111,7 +112,7 @@ def _lang(path) -> str:
 
 def scan_table(model, tok, pairs, model_name: str, src_lang: str, tgt_lang: str, *, layers="all",
                batch_size: int = 16, max_length: int = 256):
-    """Tidy scan DataFrame of ``pairs`` (:class:`realign.midalign.data.ParallelText`) and its info."""
+    """Tidy scan DataFrame of ``pairs`` (:class:`core.parallel.ParallelPair`) and its info."""
     import pandas as pd
 
     from analysis.layer_scan import layer_scan
@@ -125,12 +126,13 @@ def scan_table(model, tok, pairs, model_name: str, src_lang: str, tgt_lang: str,
 # ----------------------------------------------------------------------------- commands
 def run_scan(args) -> int:
     from core.arch import num_layers
+    from core.encoding import EncodingStats, report
     from core.models import load
-    from realign.midalign.data import read_parallel_texts
+    from core.parallel import read_parallel
     from realign.midalign.layer_choice import choose_layer
 
     _require_decoder_name(args.model)
-    pairs = read_parallel_texts(args.src, args.tgt, limit=args.limit)
+    pairs = read_parallel(args.src, args.tgt, limit=args.limit)
     model, tok = load(args.model)
     src_lang = _lang(args.src)
     tgt_lang = _lang(args.tgt) if args.tgt else "tgt"
@@ -139,9 +141,12 @@ def run_scan(args) -> int:
     _write_csv(df, args.out)
     L = num_layers(model)
     msg = f"{args.out}: {len(df)} rows, layers {df['layer'].min()}..{df['layer'].max()} of 0..{L}, {len(pairs)} pairs"
-    if info["n_truncated"]:
-        msg += f", {info['n_truncated']} sentence(s) truncated at {args.max_length} tokens"
+    enc = info["encoding"]
+    if enc["windowed"] or enc["truncated_words"]:
+        msg += (f", {enc['windowed']} sentence(s) longer than {info['max_length']} tokens split into windows, "
+                f"{enc['truncated_words']} word(s) truncated")
     print(msg)
+    report(EncodingStats(**enc), "midalign scan")
     if L >= 2:
         c = choose_layer(df.to_dict("records"), L)
         f = c.figures[c.layer]
@@ -158,8 +163,9 @@ def run_train(args) -> int:
     from core.config import from_args
     from core.io import file_sha256
     from core.models import load
+    from core.parallel import read_parallel
     from realign.midalign.config import MidalignConfig
-    from realign.midalign.data import parallel_sources, read_parallel_texts
+    from realign.midalign.data import parallel_sources
     from realign.midalign.layer_choice import choose_layer
     from realign.midalign.train import DTYPE, SCAN_FILE, require_decoder, train
 
@@ -174,7 +180,7 @@ def run_train(args) -> int:
         if (out / "manifest.json").is_file():
             raise ValueError(f"{out}: already holds a finished run (manifest.json); choose another --out")
         src, tgt = parallel_sources(cfg.parallel)
-        pairs = read_parallel_texts(src, tgt, limit=args.scan_limit)
+        pairs = read_parallel(src, tgt, limit=args.scan_limit)
         df, _ = scan_table(model, tok, pairs, cfg.model, _lang(src), _lang(tgt) if tgt else "tgt",
                            max_length=cfg.align_max_length)
         _write_csv(df, out / SCAN_FILE)

@@ -47,7 +47,8 @@ class MidalignConfig:
     symmetric: bool = _f(False, "also the target -> source direction (the reference: source -> target only)")
     detach: str = _f("none", "stop gradients into one side of the pairs: none | src | tgt")
     max_length: int = _f(0, "task examples: longest prompt + answer in tokens (0 = the model's context)")
-    align_max_length: int = _f(128, "parallel sentences: tokens kept (longer ones truncated and counted)")
+    align_max_length: int = _f(128, "parallel sentences: tokens per window (longer ones split into windows at "
+                                    "word boundaries and counted; capped at the model's positions)")
     drop_long: bool = _f(False, "drop (and count) task examples longer than --max-length instead of refusing")
     limit_train: int = _f(0, "use only the first N task examples per file (0 = all)")
     limit_parallel: int = _f(0, "use only the first N sentence pairs (0 = all)")

@@ -1,18 +1,20 @@
-"""Inputs of middle-layer alignment: parallel running text, and task examples as token ids.
+"""Inputs of middle-layer alignment: parallel sentences, and task examples as token ids.
 
-Parallel text comes through :func:`core.parallel.read_parallel` (two CoNLL-U files joined on
-``# sent_id``, two line-aligned text files, one TSV, ``hf:DATASET:SRC-TGT``). A decoder
-reads running text: for CoNLL-U the sentence's ``# text`` comment (the text as written),
-otherwise the words joined by single spaces (plain text and TSV lines were split at
-whitespace, so this is the line up to whitespace normalisation).
+Parallel sentences come from :func:`core.parallel.read_parallel` (two CoNLL-U files joined
+on ``# sent_id``, two line-aligned text files, one TSV, ``hf:DATASET:SRC-TGT``) as
+:class:`core.encoding.Surface` objects: a decoder reads their running text (CoNLL-U: the
+forms joined with a space unless ``SpaceAfter=No``, which is the sentence's ``# text`` up
+to runs of whitespace; plain text and TSV: the line as written), tokenised by
+:mod:`core.encoding` (:mod:`core.sentences`).
 
 Prompt length policy (task examples): a prompt is NEVER truncated (a truncated sentence
 would be tagged without the model having seen all of it). An example whose prompt + answer
 + end-of-sequence token exceeds ``max_length`` is an error naming its source (file:line)
 and both lengths, unless ``drop_long`` is set: then it is dropped and COUNTED, and the
 count is printed and written to the manifest. Parallel alignment inputs are different:
-they are truncated to ``align_max_length`` tokens and counted (as the reference does with
-its maximum length), see :mod:`core.sentences`.
+a sentence longer than ``align_max_length`` tokens is split into windows at word
+boundaries (the one long-input policy of :mod:`core.encoding`, counted), see
+:mod:`realign.midalign.loss`.
 """
 
 from __future__ import annotations
@@ -24,27 +26,6 @@ from pathlib import Path
 import torch
 
 from . import tasks
-
-
-@dataclass(frozen=True)
-class ParallelText:
-    id: str
-    src: str
-    tgt: str
-
-
-def read_parallel_texts(src: str, tgt: str | None = None, *, limit: int | None = None) -> list[ParallelText]:
-    """Parallel running text (see module doc); errors name the files."""
-    from core.conllu import read_conllu
-    from core.parallel import read_parallel
-
-    pairs = read_parallel(src, tgt, limit=limit)
-    conllu = tgt is not None and all(str(p).lower().endswith(".conllu") for p in (src, tgt))
-    if not conllu:
-        return [ParallelText(p.id, " ".join(p.src), " ".join(p.tgt)) for p in pairs]
-    text_s = {s.sent_id: s.text or " ".join(s.tokens) for s in read_conllu(src)}
-    text_t = {s.sent_id: s.text or " ".join(s.tokens) for s in read_conllu(tgt)}
-    return [ParallelText(p.id, text_s[p.id], text_t[p.id]) for p in pairs]
 
 
 def parallel_sources(parallel: Sequence[str]) -> tuple[str, str | None]:

@@ -7,7 +7,8 @@ several GPUs). Reading order:
 1. load the decoder + tokenizer (an encoder is refused), resolve layer K (given, ``middle``
    or ``auto`` from a scan table: :mod:`.layer_choice`);
 2. read the data: task examples (prompt policy of :mod:`.data`: never truncated; too long
-   is an error, or dropped and counted with ``drop_long``) and parallel running text;
+   is an error, or dropped and counted with ``drop_long``) and parallel sentences
+   (:func:`core.parallel.read_parallel`: words with their spacing, read as running text);
 3. hash the base weights (before anything changes), then add LoRA to the blocks the freeze
    spec leaves trainable (:mod:`.lora`); only LoRA parameters train;
 4. AdamW over the LoRA parameters, inverse-sqrt schedule with linear warm-up;
@@ -30,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,7 @@ from tqdm.auto import tqdm
 
 from core.arch import arch_of, num_layers
 from core.config import to_dict
+from core.encoding import PIECE_TO_WORD
 from core.io import atomic_dir, atomic_write_json
 from core.manifest import MANIFEST, base_weight_hash, data_file_entries, write_manifest
 
@@ -58,6 +61,9 @@ from .loss import alignment_loss
 from .tasks import PROMPT_FORMAT
 
 SCAN_FILE = "scan.csv"
+ENCODING_COUNTS = ("windows", "windowed", "truncated_words")
+SENTENCE_POOLING = ("mean over each sentence's non-pad tokens across its windows, in float32 "
+                    "(core.encoding.EncodedBatch.sentence_mean)")
 RESUME_FREE = ("checkpoint_every", "keep_checkpoints")
 DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -214,10 +220,12 @@ def train(
     if config.task != "none":
         examples = D.task_examples(config.task, config.train, limit=config.limit_train or None)
         encoded, n_dropped = D.encode_examples(tokenizer, config.task, examples, max_len, drop_long=config.drop_long)
-    pairs: list[D.ParallelText] = []
+    pairs: list = []
     if align:
+        from core.parallel import read_parallel
+
         src, tgt = D.parallel_sources(config.parallel)
-        pairs = D.read_parallel_texts(src, tgt, limit=config.limit_parallel or None)
+        pairs = read_parallel(src, tgt, limit=config.limit_parallel or None)
         if len(pairs) < 2:
             raise ValueError(f"{', '.join(config.parallel)}: {len(pairs)} sentence pair(s); InfoNCE needs >= 2")
     n_main = len(encoded) if encoded else len(pairs)
@@ -305,7 +313,9 @@ def train(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        state["truncated"] = state.get("truncated", 0) + int(np.sum(parts.pop("truncated", [0])))
+        enc_counts = state.setdefault("encoding", dict.fromkeys(ENCODING_COUNTS, 0))
+        for key in ENCODING_COUNTS:  # counts, not losses
+            enc_counts[key] += int(np.sum(parts.pop(key, [0])))
         summary = {k: float(np.mean(v)) for k, v in parts.items()}
         summary["lr"] = scheduler.get_last_lr()[0]
         state["step"] = step + 1
@@ -317,6 +327,12 @@ def train(
         if callback is not None:
             callback(state["step"], summary)
     bar.close()
+    enc_counts = state.get("encoding", dict.fromkeys(ENCODING_COUNTS, 0))
+    if accelerator.is_local_main_process and (enc_counts["windowed"] or enc_counts["truncated_words"]):
+        print(f"alignfreeze: midalign: {enc_counts['windowed']} parallel sentence(s) longer than "
+              f"{config.align_max_length} tokens split into windows at word boundaries ({enc_counts['windows']} "
+              f"input rows in all), {enc_counts['truncated_words']} word(s) truncated to one window",
+              file=sys.stderr)
 
     # 7. final output, atomically (main process only)
     accelerator.wait_for_everyone()
@@ -338,13 +354,16 @@ def train(
                      "requested_targets": targets},
             "frozen_layers": list(plan.frozen_layers),
             "freeze_meaning": "frozen blocks carry no LoRA module; every base weight stays as loaded",
-            "pooling": "token mean over non-pad tokens (core.sentences.token_mean)",
+            "pooling": SENTENCE_POOLING,
+            "piece_to_word": PIECE_TO_WORD,
             "prompt_format": None if config.task == "none" else PROMPT_FORMAT,
             "data_files": data_files,
             "n_task_examples": len(encoded),
             "n_dropped_long": n_dropped,
             "n_sentence_pairs": len(pairs),
-            "n_parallel_truncated": state.get("truncated", 0),
+            # parallel sentences longer than align_max_length are windowed, never truncated:
+            # input rows, sentences split and words cut to one window, summed over the steps
+            "parallel_encoding": {**enc_counts, "max_length": config.align_max_length},
             "seed": config.seed,
             "steps": steps,
             "warmup_steps": warm,
