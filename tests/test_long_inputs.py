@@ -6,6 +6,7 @@ every library entry point and every command (in-process). No crash, the right co
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -201,3 +202,47 @@ def test_cli_finetune_evaluate_realign_pairs(setup, capsys):
                    str(d / "base"), "--layer", "1", "--out", str(d / "sim.jsonl")], capsys)
     _check_report(err, setup)
     assert len((d / "sim.jsonl").read_text().splitlines()) == 3
+
+
+def test_decoder_paths_window_long_sentences(setup, tmp_path, capsys):
+    """The decoder commands (issue 10.1's "coming decoder commands"): the layer scan and the
+    middle-layer alignment loss, in the library and through `midalign scan` / `midalign train`."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _midalign import saved_lm, tiny_lm
+
+    from analysis.layer_scan import layer_scan
+    from core.parallel import read_parallel
+    from realign.midalign.loss import alignment_loss
+
+    model, tok = tiny_lm("llama")
+    st = EncodingStats()
+    encode_windows(tok, SENTENCES, POSITIONS, stats=st)  # the decoder tokenizer's own facts
+    assert len(tok(" ".join(LONG_SENT))["input_ids"]) > 3 * POSITIONS
+    assert len(tok(LONG_WORD, add_special_tokens=False)["input_ids"]) > POSITIONS
+    assert (st.windowed, st.truncated_words) == (2, 1)
+    pairs = read_parallel(setup["tb"], setup["tb2"])
+    both = EncodingStats()
+    encode_windows(tok, [p.src for p in pairs] + [p.tgt for p in pairs], POSITIONS, stats=both)
+    rows, info = layer_scan(model, tok, [p.src for p in pairs], [p.tgt for p in pairs], layers="0,2")
+    assert info["max_length"] == POSITIONS  # --max-length 256 capped at the tokenizer's 64
+    assert info["encoding"]["windowed"] == 4 and info["encoding"]["truncated_words"] == 2
+    assert {r["n"] for r in rows} == {3}
+    with torch.no_grad():
+        loss, parts = alignment_loss(model, tok, [p.src for p in pairs], [p.tgt for p in pairs], 2, max_length=1000)
+    assert torch.isfinite(loss) and parts["windowed"] == 4 and parts["truncated_words"] == 2
+    assert parts["windows"] == both.windows > 6
+
+    lm = saved_lm(tmp_path, "llama")
+    out, err = _run(["midalign", "scan", "--model", lm, "--src", str(setup["tb"]), "--tgt", str(setup["tb2"]),
+                     "--layers", "0,2", "--out", str(tmp_path / "scan.csv")], capsys)
+    assert "4 sentence(s) longer than 64 tokens split into windows, 2 word(s) truncated" in out
+    assert "4 sentence(s) longer than 64 positions split into windows" in err
+    _, err = _run(["midalign", "train", "--model", lm, "--task", "none", "--parallel", str(setup["tb"]),
+                   str(setup["tb2"]), "--layer", "2", "--steps", "1", "--micro-batch", "3", "--accumulation", "1",
+                   "--no-progress", "--out", str(tmp_path / "align")], capsys)
+    m = json.loads((tmp_path / "align" / "manifest.json").read_text())
+    assert m["parallel_encoding"] == {"windows": both.windows, "windowed": 4, "truncated_words": 2,
+                                      "max_length": POSITIONS}
+    assert "4 parallel sentence(s) longer than 64 tokens split into windows" in err

@@ -10,6 +10,7 @@ from _midalign import tiny_lm
 
 from core.arch import blocks, num_layers
 from core.encoding import encode_texts
+from core.sentences import sentence_states
 from realign.losses import sentence_infonce
 from realign.midalign.lora import add_lora
 from realign.midalign.loss import alignment_loss
@@ -93,6 +94,49 @@ def test_alignment_loss_is_infonce_of_block_k_token_means(family):
         loss, parts = alignment_loss(model, tok, SRC, TGT, K, temperature=0.1)
     assert float(loss) == pytest.approx(want, rel=1e-4)
     assert parts["windowed"] == 0 and parts["windows"] == 8
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2"])
+def test_a_sentence_has_one_vector_alone_or_right_padded_in_a_batch(family):
+    """Right padding: with causal attention the real tokens never see the padding after them
+    and positions start at 0 in every row (left padding would shift a short row's positions)."""
+    model, tok = tiny_lm(family)
+    alone = encode_texts(tok, [SRC[0]], 64)
+    batch = encode_texts(tok, [SRC[0], SRC[1] + " and " + SRC[3]], 64)
+    n = int(alone.attention_mask.sum())
+    assert batch.attention_mask[0, :n].all() and not batch.attention_mask[0, n:].any() and batch.input_ids.shape[1] > n
+    with torch.no_grad():
+        a = sentence_states(model, alone, [0, 2, 4])
+        b = sentence_states(model, batch, [0, 2, 4])
+    for lay in (0, 2, 4):
+        torch.testing.assert_close(a[lay][0], b[lay][0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_alignment_loss_of_windowed_sentences(family):
+    """A sentence over max_length is several rows (windows at word boundaries) but ONE sentence
+    of the InfoNCE: the mean over the non-pad tokens of all its windows at block K."""
+    model, tok = tiny_lm(family)
+    K, W = 2, 16
+    src = [" ".join(SRC * 3), *SRC[1:]]
+    tgt = [" ".join(TGT * 3), *TGT[1:]]
+    enc = encode_texts(tok, src + tgt, W)
+    assert enc.stats.windowed == 2 and enc.input_ids.shape[0] > len(src + tgt)
+    outs = {}
+    h = blocks(model)[K - 1].register_forward_hook(lambda m, a, o: outs.__setitem__("k", o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.no_grad():
+            model(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+    finally:
+        h.remove()
+    hk, mask, rows = outs["k"].numpy(), enc.attention_mask.numpy(), enc.row_sentence.numpy()
+    sent = np.stack([np.concatenate([hk[r, mask[r] == 1] for r in np.nonzero(rows == s)[0]]).mean(0)
+                     for s in range(len(src + tgt))])
+    want = np_infonce(sent[:4], sent[4:], 0.1)
+    with torch.no_grad():
+        loss, parts = alignment_loss(model, tok, src, tgt, K, max_length=W)
+    assert float(loss) == pytest.approx(want, rel=1e-4)
+    assert parts["windowed"] == 2 and parts["windows"] == enc.input_ids.shape[0]
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2"])

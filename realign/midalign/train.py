@@ -45,6 +45,7 @@ from core.config import to_dict
 from core.encoding import PIECE_TO_WORD
 from core.io import atomic_dir, atomic_write_json
 from core.manifest import MANIFEST, base_weight_hash, data_file_entries, write_manifest
+from core.sentences import window_size
 
 from ..train import (
     CHECKPOINTS,
@@ -215,6 +216,7 @@ def train(
     if config.max_length > ctx:
         raise ValueError(f"--max-length {config.max_length} exceeds the context of {config.model} ({ctx} tokens)")
     max_len = config.max_length or ctx
+    align_window = window_size(model, tokenizer, config.align_max_length)  # tokens per window of a parallel sentence
     n_dropped = 0
     encoded: list[D.EncodedExample] = []
     if config.task != "none":
@@ -296,7 +298,7 @@ def train(
                     loss, p = alignment_loss(runner, tokenizer, [pairs[i].src for i in idx],
                                              [pairs[i].tgt for i in idx], K, temperature=config.temperature,
                                              symmetric=config.symmetric, detach=config.detach,
-                                             max_length=config.align_max_length)
+                                             max_length=align_window)
                 (config.align_weight * loss / config.accumulation).backward()
                 state["times"]["align_s"] += time.perf_counter() - t0
                 state["times"]["align_n"] += 1
@@ -330,7 +332,7 @@ def train(
     enc_counts = state.get("encoding", dict.fromkeys(ENCODING_COUNTS, 0))
     if accelerator.is_local_main_process and (enc_counts["windowed"] or enc_counts["truncated_words"]):
         print(f"alignfreeze: midalign: {enc_counts['windowed']} parallel sentence(s) longer than "
-              f"{config.align_max_length} tokens split into windows at word boundaries ({enc_counts['windows']} "
+              f"{align_window} tokens split into windows at word boundaries ({enc_counts['windows']} "
               f"input rows in all), {enc_counts['truncated_words']} word(s) truncated to one window",
               file=sys.stderr)
 
@@ -363,7 +365,7 @@ def train(
             "n_sentence_pairs": len(pairs),
             # parallel sentences longer than align_max_length are windowed, never truncated:
             # input rows, sentences split and words cut to one window, summed over the steps
-            "parallel_encoding": {**enc_counts, "max_length": config.align_max_length},
+            "parallel_encoding": {**enc_counts, "max_length": align_window},
             "seed": config.seed,
             "steps": steps,
             "warmup_steps": warm,
