@@ -32,6 +32,21 @@ def np_infonce(s: np.ndarray, t: np.ndarray, tau: float, symmetric: bool = False
     return (ce(logits) + ce(logits.T)) / 2 if symmetric else ce(logits)
 
 
+def np_block_k_means(model, enc, K: int) -> np.ndarray:
+    """Reference sentence vectors: block K's output seen by a forward hook (whole model run),
+    averaged in numpy over the non-pad tokens of all the rows (windows) of each sentence."""
+    outs = {}
+    h = blocks(model)[K - 1].register_forward_hook(lambda m, a, o: outs.__setitem__("k", o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.no_grad():
+            model(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+    finally:
+        h.remove()
+    hk, mask, rows = outs["k"].numpy(), enc.attention_mask.numpy(), enc.row_sentence.numpy()
+    return np.stack([np.concatenate([hk[r, mask[r] == 1] for r in np.nonzero(rows == s)[0]]).mean(0)
+                     for s in range(len(enc.n_words))])
+
+
 def test_sentence_mean_against_numpy():
     """THE sentence vector: mean over non-pad tokens (all windows of a sentence), float32."""
     _, tok = tiny_lm("llama")
@@ -79,16 +94,7 @@ def test_alignment_loss_is_infonce_of_block_k_token_means(family):
     model, tok = tiny_lm(family)
     K = 2
     enc = encode_texts(tok, SRC + TGT, 128)
-    outs = {}
-    h = blocks(model)[K - 1].register_forward_hook(lambda m, a, o: outs.__setitem__("k", o[0] if isinstance(o, tuple) else o))
-    try:
-        with torch.no_grad():
-            model(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
-    finally:
-        h.remove()
-    hk = outs["k"].numpy()
-    mask = enc.attention_mask.numpy()
-    sent = np.stack([hk[b, mask[b] == 1].mean(0) for b in range(len(mask))])
+    sent = np_block_k_means(model, enc, K)
     want = np_infonce(sent[:4], sent[4:], 0.1)
     with torch.no_grad():
         loss, parts = alignment_loss(model, tok, SRC, TGT, K, temperature=0.1)
@@ -122,16 +128,7 @@ def test_alignment_loss_of_windowed_sentences(family):
     tgt = [" ".join(TGT * 3), *TGT[1:]]
     enc = encode_texts(tok, src + tgt, W)
     assert enc.stats.windowed == 2 and enc.input_ids.shape[0] > len(src + tgt)
-    outs = {}
-    h = blocks(model)[K - 1].register_forward_hook(lambda m, a, o: outs.__setitem__("k", o[0] if isinstance(o, tuple) else o))
-    try:
-        with torch.no_grad():
-            model(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
-    finally:
-        h.remove()
-    hk, mask, rows = outs["k"].numpy(), enc.attention_mask.numpy(), enc.row_sentence.numpy()
-    sent = np.stack([np.concatenate([hk[r, mask[r] == 1] for r in np.nonzero(rows == s)[0]]).mean(0)
-                     for s in range(len(src + tgt))])
+    sent = np_block_k_means(model, enc, K)
     want = np_infonce(sent[:4], sent[4:], 0.1)
     with torch.no_grad():
         loss, parts = alignment_loss(model, tok, src, tgt, K, max_length=W)
