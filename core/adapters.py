@@ -13,10 +13,26 @@ adapter made for another base) is refused, naming both hashes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 from pathlib import Path
 
 ADAPTER_CONFIG = "adapter_config.json"
+
+
+@contextlib.contextmanager
+def peft_quiet():
+    """Silence one known third-party warning while PEFT wraps a model.
+
+    PEFT 0.21 reads ``model.is_gradient_checkpointing`` whenever it builds a ``PeftModel``;
+    transformers 5 renamed the property (``is_activation_checkpointing``) and warns on every
+    read of the old name. The warning is about PEFT's code, not the user's, so it is filtered
+    here by its exact message; every other warning passes through.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def is_adapter_dir(path) -> bool:
@@ -80,7 +96,8 @@ def load_adapter_model(path, *, task: str = "base", base: str | None = None, mer
     name = base or adapter_base(path)[0]
     model = load_model(name, task="causal-lm", **load_kwargs)
     check_adapter_base(model, path)
-    peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    with peft_quiet():
+        peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     peft_model.eval()
     if not merge:
         return peft_model

@@ -8,9 +8,18 @@ import pytest
 import torch
 from _midalign import lora_delta, tiny_lm
 
+from core.adapters import peft_quiet
 from core.manifest import base_weight_hash, write_manifest
 from realign.midalign.lora import add_lora, lora_modules
 from realign.midalign.merge import MERGED, merge_adapters, merge_manifest, save_merged
+
+
+def _peft_model(*args, **kwargs):
+    """PEFT's loader as the toolkit calls it (without PEFT's read of a deprecated property)."""
+    from peft import PeftModel
+
+    with peft_quiet():
+        return PeftModel.from_pretrained(*args, **kwargs)
 
 
 def make_adapter(path, family="llama", seed=0, r=8, alpha=16.0, targets="paper", freeze="none", base=None):
@@ -35,9 +44,8 @@ def test_exact_merges_are_the_weighted_sum(tmp_path, family, combination):
     b = make_adapter(tmp_path / "align", family, seed=2, r=4, alpha=4.0)  # other rank, other scaling
     w = (1.0, 0.5)
     base, _ = tiny_lm(family)
-    from peft import PeftModel
 
-    ref = PeftModel.from_pretrained(tiny_lm(family)[0], str(a), adapter_name="a0")
+    ref = _peft_model(tiny_lm(family)[0], str(a), adapter_name="a0")
     ref.load_adapter(str(b), adapter_name="a1")
     mods = lora_modules(ref, "a0")
     want = {m: w[0] * lora_delta(ref, m, "a0") + w[1] * lora_delta(ref, m, "a1") for m in mods}
@@ -54,9 +62,8 @@ def test_linear_is_not_the_weighted_sum_but_its_documented_product(tmp_path):
     a = make_adapter(tmp_path / "task", seed=1)
     b = make_adapter(tmp_path / "align", seed=2)
     w = (1.0, -0.5)
-    from peft import PeftModel
 
-    ref = PeftModel.from_pretrained(tiny_lm()[0], str(a), adapter_name="a0")
+    ref = _peft_model(tiny_lm()[0], str(a), adapter_name="a0")
     ref.load_adapter(str(b), adapter_name="a1")
     merged = merge_adapters(tiny_lm()[0], [a, b], w, combination="linear")
     m = lora_modules(ref, "a0")[0]
@@ -75,7 +82,6 @@ def test_linear_is_not_the_weighted_sum_but_its_documented_product(tmp_path):
 
 def test_merged_adapter_round_trips_and_changes_outputs_as_the_sum(tmp_path):
     """Saved merged folder -> reloaded by PEFT -> same logits as base weights + both deltas."""
-    from peft import PeftModel
 
     a = make_adapter(tmp_path / "task", seed=1)
     b = make_adapter(tmp_path / "align", seed=2)
@@ -84,7 +90,7 @@ def test_merged_adapter_round_trips_and_changes_outputs_as_the_sum(tmp_path):
     out = save_merged(merged, tmp_path / "merged", merge_manifest([a, b], (1.0, 1.0), "cat", None), tok)
     assert (out / "adapter_model.safetensors").is_file() and not (out / MERGED).exists()
     ids = tok(["the cat sleeps"], return_tensors="pt")["input_ids"]
-    ref = PeftModel.from_pretrained(tiny_lm()[0], str(a), adapter_name="a0")
+    ref = _peft_model(tiny_lm()[0], str(a), adapter_name="a0")
     ref.load_adapter(str(b), adapter_name="a1")
     plain = tiny_lm()[0]
     with torch.no_grad():
@@ -92,7 +98,7 @@ def test_merged_adapter_round_trips_and_changes_outputs_as_the_sum(tmp_path):
         for m in lora_modules(ref, "a0"):
             sd[m + ".weight"] += lora_delta(ref, m, "a0") + lora_delta(ref, m, "a1")
         want = plain(input_ids=ids).logits
-        got = PeftModel.from_pretrained(tiny_lm()[0], str(out)).eval()(input_ids=ids).logits
+        got = _peft_model(tiny_lm()[0], str(out)).eval()(input_ids=ids).logits
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 

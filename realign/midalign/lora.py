@@ -9,6 +9,7 @@ saved adapter is all that training produced.
 
 from __future__ import annotations
 
+from core.adapters import peft_quiet
 from core.arch import arch_of
 
 from ..freeze import FreezePlan, lora_target_modules
@@ -26,7 +27,8 @@ def add_lora(model, *, r: int = 8, alpha: float = 16.0, dropout: float = 0.1, ta
     names, plan = lora_target_modules(model, targets, freeze)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none",
                      task_type="CAUSAL_LM", fan_in_fan_out=arch_of(model).family == "gpt2")  # gpt2: Conv1D
-    peft_model = get_peft_model(model, cfg, adapter_name=adapter_name)
+    with peft_quiet():
+        peft_model = get_peft_model(model, cfg, adapter_name=adapter_name)
     return peft_model, names, plan
 
 

@@ -41,6 +41,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.adapters import peft_quiet
+
 COMBINATIONS = ("cat", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
 EXACT = {"cat": "exact: sum_i w_i * delta_i",
          "svd": "exact up to float error when svd_rank >= rank of sum_i w_i * delta_i (default: sum of ranks)",
@@ -111,7 +113,8 @@ def merge_adapters(base_model, adapters: Sequence[str | Path], weights: Sequence
     if combination in ("ties", "dare_linear", "dare_ties", "magnitude_prune") and density is None:
         raise ValueError(f"combination {combination} needs a density in (0, 1]")
     names = [f"a{i}" for i in range(len(adapters))]
-    model = PeftModel.from_pretrained(base_model, str(adapters[0]), adapter_name=names[0], is_trainable=False)
+    with peft_quiet():
+        model = PeftModel.from_pretrained(base_model, str(adapters[0]), adapter_name=names[0], is_trainable=False)
     for n, a in zip(names[1:], adapters[1:]):
         model.load_adapter(str(a), adapter_name=n, is_trainable=False)
     if combination == "svd" and svd_rank is None:

@@ -236,7 +236,7 @@ def train(
     # 3. base hash BEFORE any change, then LoRA on the blocks the freeze spec leaves trainable
     base_hash = base_weight_hash(model)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(config.seed)  # LoRA initialisation
     model, targets, plan = add_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                                     targets=config.lora_targets, freeze=config.freeze)
