@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .arch import base_model
 from .io import atomic_write_json, environment, file_sha256, state_dict_hash
 
 MANIFEST = "manifest.json"
@@ -26,6 +25,8 @@ MANIFEST = "manifest.json"
 
 def base_weight_hash(model) -> str:
     """Hash of the bare transformer's weights (task heads and PEFT wrappers excluded)."""
+    from .arch import base_model  # lazy: reading a manifest must not import torch
+
     return state_dict_hash(base_model(model))
 
 

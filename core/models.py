@@ -3,27 +3,48 @@
 ``name`` may be a prepared model name (see :mod:`core.prepared`, e.g. ``e5-small``), a
 local folder, or a hub name (``xlm-roberta-base``) that resolves through the HF cache.
 With ``offline=True`` (or ``HF_HUB_OFFLINE=1``) nothing is downloaded.
+
+A model that is not there fails at once, in one line (:class:`ModelNotFoundError`):
+
+- a name that looks like a local path (``./x``, ``/x``, ``~/x``, ``runs/x`` when ``runs/``
+  exists, or anything that is not a valid hub id) and does not exist: "no such local folder";
+- a hub name while offline, or while the hub cannot be reached (one quick connection
+  probe instead of the hub client's retries), that is not in the HF cache: the message says
+  so and how to point at a local copy.
+
+Importing this module is cheap (torch and transformers are imported when a model loads),
+so the CLI can check a ``--model`` argument before any heavy import.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
+import re
+import socket
 from pathlib import Path
-
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    PreTrainedTokenizerBase,
-)
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from . import prepared
-from .arch import ARCHITECTURES, UnsupportedArchitectureError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 TASKS = ("base", "token-classification", "causal-lm")
+# what a hub repo id looks like: "name" or "org/name" (huggingface_hub.utils.validate_repo_id)
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]{0,95}$")
+LOCAL_HINT = ("give a local folder saved with save_pretrained (it holds config.json), a prepared name "
+              "(`alignfreeze models list`), or a hub name")
+LOCAL_COPY = ("pass a local copy instead: a folder saved with save_pretrained (it holds config.json), or a "
+              "prepared name (`alignfreeze models list`)")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model named on the command line is neither a local folder, a prepared name, nor a
+    hub model that can be reached or found in the HF cache. The message is one line."""
 
 
 def is_offline(offline: bool | None = None) -> bool:
@@ -32,15 +53,117 @@ def is_offline(offline: bool | None = None) -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
+def looks_local(name: str) -> bool:
+    """True when ``name`` can only mean a local path: absolute, ``.``/``~``-relative, not a
+    valid hub id (e.g. more than one ``/``), or ``DIR/x`` where ``DIR`` is an existing folder."""
+    if name.startswith(("/", ".", "~")) or "\\" in name or name.endswith("/"):
+        return True
+    if not _HUB_ID.match(name) or "--" in name or ".." in name:
+        return True
+    return "/" in name and Path(name.split("/", 1)[0]).is_dir()
+
+
+def _no_such_folder(name: str) -> ModelNotFoundError:
+    p = Path(name).expanduser()
+    parent = p.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    hint = ""
+    if parent.is_dir():
+        try:
+            siblings = sorted(c.name for c in parent.iterdir() if c.is_dir() and not c.name.startswith("."))
+        except OSError:
+            siblings = []
+        close = difflib.get_close_matches(p.name, siblings, n=3, cutoff=0.6)
+        if close and parent == p.parent:
+            hint = f" (did you mean {', '.join(str(parent / c) for c in close)}?)"
+        elif parent != p.parent:
+            hint = f" ({parent} is the deepest folder of that path that exists)"
+    return ModelNotFoundError(f"{name}: no such local folder{hint}; {LOCAL_HINT}")
+
+
+def check_model_name(name: str | Path) -> None:
+    """Cheap checks of a model argument, before anything heavy is imported or loaded.
+
+    Raises :class:`ModelNotFoundError` (one line) for a missing local-looking path, a file
+    where a model folder is expected, or a folder without ``config.json``. Prepared and hub
+    names pass (the hub is checked when the model loads, see :func:`resolve_model_path`).
+    """
+    name = str(name)
+    if name in prepared.PREPARED_MODELS:
+        return
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelNotFoundError(f"{name}: not a model folder (no config.json in it); {LOCAL_HINT}")
+        return
+    if p.exists():
+        raise ModelNotFoundError(f"{name}: is a file, expected a model folder (holding config.json)")
+    if looks_local(name):
+        raise _no_such_folder(name)
+
+
+@functools.lru_cache(maxsize=4)
+def hub_unreachable(endpoint: str | None = None, timeout: float = 3.0) -> str | None:
+    """``None`` when a TCP connection to the hub (``HF_ENDPOINT``, default huggingface.co)
+    opens within ``timeout`` seconds, else the reason. Behind a proxy (``HTTPS_PROXY`` /
+    ``ALL_PROXY``) nothing is probed: the hub client's own handling applies. Cached per process."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{host}:{port}: {getattr(e, 'strerror', None) or e}"
+
+
+def _from_hf_cache(name: str) -> str | None:
+    """The folder of ``name``'s snapshot in the local HF cache, or ``None``."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(name, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any cache miss (not cached, bad id, partial) means "not there"
+        return None
+
+
 def resolve_model_path(name: str | Path, *, offline: bool | None = None) -> str:
-    """A prepared name becomes its (prepared-on-demand) folder; anything else is unchanged."""
+    """The path or hub name that ``from_pretrained`` should load.
+
+    A prepared name becomes its (prepared-on-demand) folder; a local folder is returned as
+    it is; a hub name is returned unchanged when the hub is reachable, else (offline, or no
+    connection) as its folder in the local HF cache, so no loader ever waits for retries.
+
+    Raises:
+        ModelNotFoundError: see :func:`check_model_name`; or a hub name that is not in the
+            HF cache while offline or while the hub is unreachable.
+    """
     name = str(name)
     if name in prepared.PREPARED_MODELS:
         return str(prepared.ensure_prepared(name))
-    return name
+    check_model_name(name)
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if is_offline(offline):
+        why = "offline mode is on (--offline or HF_HUB_OFFLINE=1)"
+    else:
+        why = hub_unreachable()
+        if why is None:
+            return name
+        why = f"the HuggingFace hub is unreachable ({why})"
+    cached = _from_hf_cache(name)
+    if cached is not None:
+        return cached
+    raise ModelNotFoundError(f"{name}: not a local folder and not in the local HF cache, and {why}; {LOCAL_COPY}")
 
 
-def _check_family(config) -> None:
+def check_family(config) -> None:
+    """Raise ``UnsupportedArchitectureError`` for a family outside :data:`core.arch.ARCHITECTURES`."""
+    from .arch import ARCHITECTURES, UnsupportedArchitectureError
+
     if config.model_type not in ARCHITECTURES:
         raise UnsupportedArchitectureError(
             f"model_type {config.model_type!r} is not in the architecture table "
@@ -50,8 +173,10 @@ def _check_family(config) -> None:
 
 def load_tokenizer(name: str | Path, *, offline: bool | None = None) -> PreTrainedTokenizerBase:
     """Load a *fast* tokenizer (character offsets map pieces to words: :mod:`core.encoding`)."""
+    from transformers import AutoTokenizer
+
     path = resolve_model_path(name, offline=offline)
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=is_offline(offline))
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=is_offline(offline) or path != str(name))
     if not tok.is_fast:
         raise ValueError(f"{name}: the tokenizer is not a fast tokenizer; character offsets (return_offsets_mapping) are required")
     return tok
@@ -72,14 +197,22 @@ def load_model(
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
-    path = resolve_model_path(name, offline=offline)
+    path = resolve_model_path(name, offline=offline)  # a model that is not there fails before heavy imports
     from .adapters import is_adapter_dir, load_adapter_model
 
     if is_adapter_dir(path):  # base + PEFT adapter (checked against its manifest), merged
         return load_adapter_model(path, task=task, offline=offline, dtype=dtype, **kwargs)
-    local = is_offline(offline)
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForTokenClassification,
+    )
+
+    local = is_offline(offline) or path != str(name)
     config = AutoConfig.from_pretrained(path, local_files_only=local)
-    _check_family(config)
+    check_family(config)
     cls = {
         "base": AutoModel,
         "token-classification": AutoModelForTokenClassification,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from transformers import T5Config, T5Model
 
 from core.arch import UnsupportedArchitectureError
-from core.models import load, load_model, resolve_model_path
+from core.models import ModelNotFoundError, check_model_name, load, load_model, resolve_model_path
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "distilbert", "qwen2"])
@@ -31,11 +32,82 @@ def test_unsupported_family_and_task(tmp_path):
         load_model(tmp_path, task="qa")
 
 
-def test_offline_hub_name_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path))  # empty cache
-    with pytest.raises(OSError):
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # read by the cache lookup at call time
+    return cache
+
+
+def test_offline_hub_name_fails_in_one_line(empty_hf_cache):
+    t0 = time.perf_counter()
+    with pytest.raises(ModelNotFoundError) as e:
         load_model("xlm-roberta-base", offline=True)
-    assert resolve_model_path("xlm-roberta-base") == "xlm-roberta-base"
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("xlm-roberta-base: not a local folder and not in the local HF cache")
+    assert "offline mode is on" in msg and "save_pretrained" in msg
+    assert time.perf_counter() - t0 < 5  # no hub retries
+
+
+def test_unreachable_hub_is_one_line_without_retries(empty_hf_cache, monkeypatch):
+    from core import models
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    models.hub_unreachable.cache_clear()
+    t0 = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match=r"the HuggingFace hub is unreachable \(127\.0\.0\.1:9: .*\); "
+                                                 r"pass a local copy instead"):
+        resolve_model_path("some-org/some-model")
+    assert time.perf_counter() - t0 < 5
+    models.hub_unreachable.cache_clear()
+
+
+def test_unreachable_hub_uses_the_hf_cache(empty_hf_cache, monkeypatch, tiny_models):
+    """A hub model in the HF cache loads from there, offline or with the hub unreachable."""
+    from core import models
+
+    model, tok = tiny_models("bert")
+    snap = empty_hf_cache / "models--some-org--tiny" / "snapshots" / ("0" * 40)
+    model.save_pretrained(snap)
+    tok.save_pretrained(snap)
+    (empty_hf_cache / "models--some-org--tiny" / "refs").mkdir()
+    (empty_hf_cache / "models--some-org--tiny" / "refs" / "main").write_text("0" * 40)
+    assert resolve_model_path("some-org/tiny", offline=True) == str(snap)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    models.hub_unreachable.cache_clear()
+    m2, _ = load("some-org/tiny")
+    assert m2.config.hidden_size == model.config.hidden_size
+    models.hub_unreachable.cache_clear()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("./no-such-model", "./no-such-model: no such local folder"),
+    ("/no/such/folder", "/no/such/folder: no such local folder"),
+    ("a/b/c", "a/b/c: no such local folder"),
+])
+def test_mistyped_local_folder_is_one_line_at_once(name, expected):
+    with pytest.raises(ModelNotFoundError) as e:
+        check_model_name(name)
+    assert str(e.value).startswith(expected) and "\n" not in str(e.value)
+
+
+def test_mistyped_folder_names_the_close_ones(tmp_path, monkeypatch):
+    (tmp_path / "runs" / "realigned-front").mkdir(parents=True)
+    (tmp_path / "runs" / "realigned-front" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    # "runs/..." is a valid hub id, but runs/ is a local folder: the user meant a local path
+    with pytest.raises(ModelNotFoundError, match=r"runs/realigned-fornt: no such local folder \(did you mean "
+                                                 r"runs/realigned-front\?\)"):
+        check_model_name("runs/realigned-fornt")
+    with pytest.raises(ModelNotFoundError, match="not a model folder"):
+        check_model_name("runs")
+    check_model_name("runs/realigned-front")
+    check_model_name("org/model")  # a hub name: checked when it loads
 
 
 def test_cli_data_stats_json_and_errors(tmp_path, capsys, fixtures_dir):
