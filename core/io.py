@@ -63,12 +63,14 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Build a directory in a sibling temp dir; rename it into place only on success.
 
     An existing ``target`` is replaced only after the new one is complete, so a crash
-    never leaves a half-written directory nor loses the previous one.
+    never leaves a half-written directory nor loses the previous one. The directory gets
+    the mode any new directory gets (0777 less the umask), not the temp directory's 0700.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
