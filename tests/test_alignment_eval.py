@@ -120,7 +120,8 @@ def test_cka_cli(saved_model, fixtures_dir, tmp_path):
     diag = df[df.layer_a == df.layer_b]["cka"]
     np.testing.assert_allclose(diag, 1.0, atol=1e-6)
     assert main(["cka", "--model", str(saved_model), "--model", str(saved_model), "--treebank",
-                 str(fixtures_dir / "en_demo-ud-test.conllu"), "--out", str(out), "--no-progress"]) == 0
+                 str(fixtures_dir / "en_demo-ud-test.conllu"), "--out", str(out), "--no-progress",
+                 "--overwrite"]) == 0
     df2 = pd.read_csv(out)
     np.testing.assert_allclose(df2.sort_values(["layer_a", "layer_b"])["cka"].to_numpy(),
                                df.sort_values(["layer_a", "layer_b"])["cka"].to_numpy(), atol=1e-6)

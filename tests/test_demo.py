@@ -28,10 +28,16 @@ def test_demo_quick_writes_tables_figures_and_checkpoints(tmp_path, capsys):
         assert (tmp_path / f"realign-{label}" / "manifest.json").is_file()
 
 
-def test_demo_runs_twice_in_the_same_folder(tmp_path):
+def test_demo_runs_twice_in_the_same_folder(tmp_path, capsys):
     assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path)]) == 0
-    assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "drift.csv").read_bytes()
+    # the one output policy: an existing --out is refused, and left as it was
+    assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "drift.csv").read_bytes() == before
+    assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path), "--overwrite"]) == 0
     assert (tmp_path / "drift.csv").is_file()
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.replaced-*"))  # the old one is gone once complete
 
 
 def test_facade_names_resolve():

@@ -197,8 +197,15 @@ def test_dry_run_lists_cells_and_runs_nothing(tmp_path, tiny_dir, fixtures_dir, 
     assert [c.id for c in exp.cells()] == ["tiny__-__baseline__s7", "tiny__dictionary__full__s7",
                                           "tiny__dictionary__front__s7", "tiny__dictionary__during-front__s7",
                                           "tiny__dictionary__bad__s7"]
+    # the dry run validates what the run would: the bad freeze spec fails now, naming the cell
+    assert main(["experiment", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: cell tiny__dictionary__bad__s7: freeze spec 'emb,1-9'" in err and "0..2" in err
+    cfg = _config(fixtures_dir, tiny_dir, seeds=[7])
+    cfg["strategies"] = cfg["strategies"][:-1]
+    path = _write(tmp_path, cfg)
     assert main(["experiment", str(path), "--dry-run"]) == 0
-    assert capsys.readouterr().out.count("would run") == 5
+    assert capsys.readouterr().out.count("would run") == 4
     assert not (tmp_path / "out" / "cells").exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 # kept in step with analysis.plots.KINDS (not imported here: parser building stays light)
 KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
@@ -30,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--max-sentences", type=int, default=None, help="first N sentences per treebank")
     p.add_argument("--force", action="store_true", help="compare even when the manifest names another base")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_drift_cmd)
+    p.set_defaults(func=run_drift_cmd, preflight=check_drift)
 
     p = sub.add_parser("cka", help="layer x layer linear CKA of one model or two -> tidy CSV",
                        description="Linear CKA (feature space) between every layer of A and every layer of "
@@ -40,7 +41,7 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--max-words", type=int, default=10000, help="use the words of the first sentences up to N")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_cka_cmd)
+    p.set_defaults(func=run_cka_cmd, preflight=check_cka)
 
     p = sub.add_parser("align-eval", help="per-layer word and sentence retrieval on parallel data -> tidy CSV",
                        description="Sentence retrieval (mean-pooled, accuracy@1 both directions) on --src/--tgt "
@@ -56,7 +57,7 @@ def register(sub) -> None:
     p.add_argument("--max-words", type=int, default=5000, help="linked word pairs used at most")
     p.add_argument("--limit", type=int, default=1000, help="sentence pairs used at most")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_align_cmd)
+    p.set_defaults(func=run_align_cmd, preflight=check_align)
 
     p = sub.add_parser("attribution", help="per-layer captum attribution of a tagger's predictions -> tidy CSV",
                        description="LayerIntegratedGradients of each sentence's predicted-tag logits to every "
@@ -67,7 +68,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=16, help="integration steps")
     p.add_argument("--max-sentences", type=int, default=50, help="sentences per language")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_attribution_cmd)
+    p.set_defaults(func=run_attribution_cmd, preflight=check_attribution)
 
     p = sub.add_parser("typology", help="per-language gains against URIEL distances (lang2vec) -> tidy CSV",
                        description="Reads a CSV with columns lang, gain; writes lang, gain, feature, distance "
@@ -77,7 +78,7 @@ def register(sub) -> None:
     p.add_argument("--reference", required=True, help="training language (e.g. en)")
     p.add_argument("--features", nargs="+", default=["syntactic", "genetic", "geographic"])
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_typology_cmd)
+    p.set_defaults(func=run_typology_cmd, preflight=check_typology)
 
     p = sub.add_parser(
         "plot", help="figure from tidy table(s): PNG, SVG, PDF + the numbers drawn as CSV",
@@ -107,7 +108,83 @@ def register(sub) -> None:
                    help="figure size in inches")
     p.add_argument("--mark-layer", type=int, default=None, metavar="K",
                    help="retrieval, scan: mark layer K (e.g. the alignment layer chosen from the scan)")
-    p.set_defaults(func=run_plot_cmd)
+    p.set_defaults(func=run_plot_cmd, out_paths=plot_outputs, preflight=check_plot)
+
+
+def plot_outputs(args) -> list[Path]:
+    """What ``plot`` writes for ``--out`` (the stem; a figure suffix is dropped)."""
+    stem = Path(args.out)
+    stem = stem.with_suffix("") if stem.suffix.lower() in (".png", ".svg", ".csv", ".pdf") else stem
+    return [stem.parent / f"{stem.name}.{ext}" for ext in ("png", "svg", "pdf", "csv")]
+
+
+# ------------------------------------------------------------------ checks before the work
+
+TREEBANK = "a CoNLL-U treebank"
+
+
+def _csv_out(args) -> None:
+    from alignfreeze.preflight import InputError
+
+    if Path(args.out).suffix.lower() != ".csv":
+        raise InputError(f"{args.out}: output must be a .csv file")
+
+
+def check_drift(args) -> None:
+    from alignfreeze.preflight import need_model, need_treebanks
+
+    _csv_out(args)
+    for m in [args.base, *args.model]:
+        need_model(m)
+    need_treebanks(args.treebank, TREEBANK)
+
+
+def check_cka(args) -> None:
+    from alignfreeze.preflight import InputError, need_model, need_treebanks
+
+    _csv_out(args)
+    if len(args.model) > 2:
+        raise InputError(f"--model given {len(args.model)} times: expected A, or A and B")
+    for m in args.model:
+        need_model(m)
+    need_treebanks(args.treebank, TREEBANK)
+
+
+def check_align(args) -> None:
+    from alignfreeze.preflight import InputError, need_file, need_model
+
+    _csv_out(args)
+    if (args.src is None) != (args.tgt is None):
+        raise InputError("give both --src and --tgt (parallel sentences), or neither")
+    if args.src is None and args.pairs is None:
+        raise InputError("nothing to evaluate: give --src/--tgt (sentence retrieval) and/or --pairs (word retrieval)")
+    for f in (args.src, args.tgt):
+        if f is not None:
+            need_file(f, "parallel sentences: CoNLL-U (joined on sent_id) or line-aligned text")
+    if args.pairs is not None:
+        need_file(args.pairs, "word pairs as JSONL (from `alignfreeze pairs`)")
+    need_model(args.model)
+
+
+def check_attribution(args) -> None:
+    from alignfreeze.preflight import need_model, need_treebanks
+
+    _csv_out(args)
+    need_model(args.model)
+    need_treebanks(args.treebank, TREEBANK)
+
+
+def check_plot(args) -> None:
+    from alignfreeze.preflight import need_files
+
+    need_files(args.input, "a tidy CSV table")
+
+
+def check_typology(args) -> None:
+    from alignfreeze.preflight import need_file
+
+    _csv_out(args)
+    need_file(args.gains, "a CSV table with columns lang, gain")
 
 
 def _common(p) -> None:
@@ -134,8 +211,6 @@ def _treebanks(specs) -> list:
 
 
 def _write(df, out) -> None:
-    from pathlib import Path
-
     from core.io import atomic_write_text
 
     if Path(out).suffix.lower() != ".csv":
@@ -187,8 +262,6 @@ def run_cka_cmd(args) -> int:
     from core.conllu import read_sentences
     from core.models import load
 
-    if len(args.model) > 2:
-        raise ValueError(f"--model given {len(args.model)} times: expected A, or A and B")
     files = _treebanks(args.treebank)
     sents, total = [], 0
     for s in read_sentences(files):
@@ -224,10 +297,6 @@ def run_align_cmd(args) -> int:
     from core.models import load
     from core.parallel import read_parallel
 
-    if (args.src is None) != (args.tgt is None):
-        raise ValueError("give both --src and --tgt (parallel sentences), or neither")
-    if args.src is None and args.pairs is None:
-        raise ValueError("nothing to evaluate: give --src/--tgt (sentence retrieval) and/or --pairs (word retrieval)")
     sent_pairs = read_parallel(args.src, args.tgt, limit=args.limit) if args.src else None
     linked = read_pairs_jsonl(args.pairs)[: args.limit] if args.pairs else None
     model, tok = load(args.model)
@@ -281,15 +350,15 @@ def run_attribution_cmd(args) -> int:
 
 
 def run_typology_cmd(args) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
     from analysis.typology import correlate, gain_vs_distance
 
-    if not Path(args.gains).is_file():
-        raise FileNotFoundError(f"{args.gains}: no such gains table")
     gains = pd.read_csv(args.gains)
+    missing = [c for c in ("lang", "gain") if c not in gains.columns]
+    if missing:
+        raise ValueError(f"{args.gains}:1: the header has no column(s) {', '.join(missing)}; expected a CSV table "
+                         f"with columns lang, gain (found {', '.join(map(str, gains.columns))})")
     table = gain_vs_distance(gains, args.reference, args.features)
     _write(table, args.out)
     print(correlate(table).to_string(index=False))

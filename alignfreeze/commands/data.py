@@ -11,7 +11,13 @@ def register(sub) -> None:
     s = dsub.add_parser("stats", help="per file: sentences, words (MWT ranges and empty nodes excluded), UPOS")
     s.add_argument("paths", nargs="+", metavar="FILE_OR_GLOB", help="CoNLL-U files, globs or UD folders")
     s.add_argument("--json", action="store_true", help="print one JSON object {path: {...}}")
-    s.set_defaults(func=run_stats)
+    s.set_defaults(func=run_stats, preflight=check_stats)
+
+
+def check_stats(args) -> None:
+    from alignfreeze.preflight import need_treebanks
+
+    need_treebanks(args.paths)
 
 
 def run_stats(args) -> int:

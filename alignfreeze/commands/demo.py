@@ -11,11 +11,20 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="tiny random model and few steps (seconds; for tests)")
     p.add_argument("--steps", type=int, default=None, help="realignment steps per strategy (default 8; 4 with --quick)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preflight=check, out_kind="folder")
+
+
+def check(args) -> None:
+    from alignfreeze.preflight import need_model
+
+    need_model(args.model)
 
 
 def run(args) -> int:
     from alignfreeze.pipeline import run_demo
+    from alignfreeze.preflight import replacing_folder
 
-    run_demo(out=args.out, model=args.model, quick=args.quick, steps=args.steps)
+    # the demo writes its folder as it goes: a failed or interrupted run leaves none behind
+    with replacing_folder(args.out, overwrite=args.overwrite):
+        run_demo(out=args.out, model=args.model, quick=args.quick, steps=args.steps)
     return 0

@@ -13,9 +13,15 @@ def register(sub) -> None:
     p.add_argument("--max-length", type=int, default=None, help="tokens per window (default: model max)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="storage dtype")
     p.add_argument("--chunk-sentences", type=int, default=1024, help="sentences per shard (bounds memory)")
-    p.add_argument("--offline", action="store_true", help="never contact the hub")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preflight=check, out_kind="folder")
+
+
+def check(args) -> None:
+    from alignfreeze.preflight import need_model, need_treebanks
+
+    need_model(args.model)
+    need_treebanks(args.treebank)
 
 
 def run(args) -> int:
@@ -24,7 +30,7 @@ def run(args) -> int:
     from core.models import load
 
     files = [f for spec in args.treebank for f in find_treebanks(spec)]
-    model, tok = load(args.model, offline=args.offline or None)
+    model, tok = load(args.model)
     ex = WordFeatureExtractor(model, tok, layers=args.layers, pooling=args.pooling,
                               batch_size=args.batch_size, max_length=args.max_length)
     out = ex.extract_to_disk(read_sentences(files), args.out, dtype=args.dtype,

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+PAIRS = "word pairs as JSONL (from `alignfreeze pairs`)"
+
 
 def register(sub) -> None:
     """Add ``finetune``, ``evaluate`` and ``experiment`` to the parser."""
@@ -16,7 +20,7 @@ def register(sub) -> None:
                                    "Runs unchanged under `accelerate launch -m alignfreeze.cli finetune ...`.")
     add_arguments(f, FinetuneConfig)
     f.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    f.set_defaults(func=run_finetune)
+    f.set_defaults(func=run_finetune, preflight=check_finetune, out_kind="folder")
 
     e = sub.add_parser("evaluate", help="zero-shot evaluation of a fine-tuned model (tidy CSV)")
     e.add_argument("model", help="fine-tuned checkpoint folder (or a name)")
@@ -29,7 +33,7 @@ def register(sub) -> None:
     e.add_argument("--max-length", type=int, default=None, help="tokens per window (default: model max)")
     e.add_argument("--out", default=None, help="CSV file for the rows (written atomically); default: print only")
     e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    e.set_defaults(func=run_evaluate)
+    e.set_defaults(func=run_evaluate, preflight=check_evaluate)
 
     x = sub.add_parser("experiment", help="run an experiment grid from a YAML config (resumable)",
                        description="Per cell (model x aligner x strategy x seed): realign, fine-tune on the "
@@ -38,16 +42,49 @@ def register(sub) -> None:
     x.add_argument("config", help="experiment YAML (see docs/experiments.md)")
     x.add_argument("--dry-run", action="store_true", help="validate the config and list the cells to run")
     x.add_argument("--progress", action="store_true", help="progress bars inside each cell")
-    x.set_defaults(func=run_experiment_cmd)
+    x.add_argument("--offline", action="store_true",
+                   help="never contact the HuggingFace hub (models from local folders or the HF cache)")
+    x.set_defaults(func=run_experiment_cmd, preflight=check_experiment_cmd, on_interrupt=_experiment_interrupted)
+
+
+def check_finetune(args) -> None:
+    from alignfreeze.preflight import InputError, need_files, need_model, need_treebanks
+
+    need_model(args.model)
+    if args.task == "upos":
+        need_treebanks(args.train, "a CoNLL-U treebank to fine-tune on")
+    need_files(args.during_realign, PAIRS)
+    if Path(args.model).expanduser().resolve() == Path(args.out).expanduser().resolve():
+        raise InputError(f"{args.out}: --out is the model's own folder (--model); choose another --out")
+
+
+def check_evaluate(args) -> None:
+    from alignfreeze.preflight import need_model, need_treebanks
+
+    need_model(args.model)
+    need_treebanks(args.treebank)
+
+
+def check_experiment_cmd(args) -> None:
+    from alignfreeze.preflight import need_file
+
+    need_file(args.config, "an experiment YAML (see docs/experiments.md)")
+
+
+def _experiment_interrupted(args, command: str) -> str:
+    return (f"finished cells are kept (each cell's results.csv is written when the cell completes) and are "
+            f"skipped when the grid is run again; resume: {command}")
 
 
 def run_finetune(args) -> int:
+    from alignfreeze.preflight import replacing_folder
     from core.config import from_args
     from core.manifest import read_manifest
     from realign.finetune import FinetuneConfig, finetune
 
     cfg = from_args(FinetuneConfig, args)
-    out = finetune(cfg, progress=args.progress)
+    with replacing_folder(cfg.out, overwrite=args.overwrite):
+        out = finetune(cfg, progress=args.progress)
     m = read_manifest(out)
     losses = ", ".join(f"{k}={v:.4f}" for k, v in m["final_losses"].items())
     print(f"{out}: {m['task']}, {m['steps']} steps on {m['data']['examples']} examples, lr {m['lr']:g}, "
@@ -72,9 +109,14 @@ def run_evaluate(args) -> int:
 
 
 def run_experiment_cmd(args) -> int:
-    from alignfreeze.experiment import run_experiment
+    from alignfreeze.experiment import load_experiment, run_experiment
 
-    report = run_experiment(args.config, progress=args.progress, dry_run=args.dry_run)
+    exp = load_experiment(args.config)
+    if args.dry_run:
+        from alignfreeze.experiment_check import check_experiment
+
+        check_experiment(exp)  # everything the run would reject, rejected now
+    report = run_experiment(exp, progress=args.progress, dry_run=args.dry_run)
     if report.failed:
         for cell, msg in report.failed.items():
             print(f"alignfreeze: cell {cell} failed: {msg}")

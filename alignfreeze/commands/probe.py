@@ -3,11 +3,13 @@ matching, XNLI), written as a tidy CSV plus a metadata JSON next to it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def register(sub) -> None:
-    """Add ``probe`` to the parser (options generated from :class:`probing.run.ProbeConfig`)."""
+    """Add ``probe`` to the parser (options generated from :class:`probing.config.ProbeConfig`)."""
     from core.config import add_arguments
-    from probing.run import ProbeConfig
+    from probing.config import ProbeConfig
 
     p = sub.add_parser(
         "probe", help="per-layer linear probes (upos, translation, xnli) -> tidy CSV",
@@ -22,16 +24,33 @@ def register(sub) -> None:
     add_arguments(p, ProbeConfig)
     p.add_argument("--out", required=True, help="result table (.csv); metadata goes to the same name with .json")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.set_defaults(func=run_probe_cmd)
+    p.set_defaults(func=run_probe_cmd, preflight=check_probe, out_paths=probe_outputs)
+
+
+def probe_outputs(args) -> list[Path]:
+    """The table and its metadata JSON (``probe.csv`` -> ``probe.json``)."""
+    out = Path(args.out)
+    return [out, out.with_suffix(".json")]
+
+
+def check_probe(args) -> None:
+    from alignfreeze.preflight import InputError, need_model, need_treebanks
+
+    if Path(args.out).suffix.lower() != ".csv":
+        raise InputError(f"{args.out}: the probe table must be a .csv file (its metadata goes next to it as .json)")
+    need_model(args.model)
+    if args.task in ("upos", "translation"):  # xnli: --train/--eval are language codes
+        what = "a CoNLL-U treebank" if args.task == "upos" else "a parallel CoNLL-U file (sent_id joined)"
+        need_treebanks([args.train] if args.train else [], what)
+        need_treebanks(args.eval, what)
 
 
 def run_probe_cmd(args) -> int:
     from core.config import from_args
     from probing.control import summarize
-    from probing.run import ProbeConfig, metadata_path, run_probe, write_results
+    from probing.run import ProbeConfig, run_probe, write_results
 
     cfg = from_args(ProbeConfig, args)
-    metadata_path(args.out)  # a wrong suffix fails before any work
     df, meta = run_probe(cfg, progress=args.progress)
     csv, js = write_results(df, meta, args.out)
     print(f"{csv}: {len(df)} rows ({cfg.task}, layers {meta['layers']}, {cfg.seeds} seed(s)); metadata {js}")

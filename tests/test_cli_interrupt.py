@@ -1,0 +1,210 @@
+"""Ctrl-C in the middle of every sub-command (SIGINT to the INSTALLED script while it works):
+one line ``alignfreeze: interrupted: ...`` saying what was saved and the exact command that
+resumes, exit status 130 (128 + SIGINT, what shells report for Ctrl-C), no traceback, and no
+half-written output. A realignment resumes from its checkpoint with the printed command; an
+interrupted grid keeps its finished cells."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+from clitools import COMMANDS, case_inputs, error_lines, interrupt, start, torch_loaded
+
+# answer at once: there is no middle to interrupt
+INSTANT = {"models list": "lists a table", "models prepare": "returns the prepared folder (built once per machine)"}
+COPIES = 2000  # the 12 authored sentences x COPIES: far more work than the time it takes to interrupt
+
+
+def _big_treebank(src: Path, dst: Path) -> str:
+    """``src``'s sentences COPIES times, each copy with its own sent_ids (en and fr stay parallel)."""
+    blocks = [b for b in src.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    with open(dst, "w", encoding="utf-8") as fh:
+        for k in range(COPIES):
+            for b in blocks:
+                fh.write(re.sub(r"^# sent_id = (.*)$", rf"# sent_id = \1-{k}", b, flags=re.M) + "\n\n")
+    return str(dst)
+
+
+@pytest.fixture(scope="session")
+def big_inputs(tmp_path_factory):
+    from clitools import write_tiny_inputs
+
+    p = write_tiny_inputs(tmp_path_factory)
+    root = Path(p["model"]).parent
+    for lang in ("en", "fr"):
+        p[lang] = _big_treebank(Path(p[lang]), root / f"{lang}_big-ud-test.conllu")
+    return p
+
+
+LONGER = {  # extra arguments that make each case's work long (argparse: the last one counts)
+    "features": lambda p: ["--batch-size", "4"],
+    "pairs": lambda p: ["--aligner", "similarity", "--model", p["model"], "--layer", "1"],
+    "realign": lambda p: ["--steps", "100000"],
+    "finetune": lambda p: ["--steps", "100000"],
+    "probe": lambda p: ["--seeds", "5"],
+    "cka": lambda p: ["--max-words", "10000000"],
+    "align-eval": lambda p: ["--limit", "10000000"],
+    "attribution": lambda p: ["--max-sentences", "100000", "--steps", "32"],
+    "demo": lambda p: ["--steps", "100000"],
+}
+
+
+def _working(pid: int, marks: list[str]) -> bool:
+    """The process has torch loaded and maps or holds open one of ``marks`` (the model's
+    weights, a big input): it is doing the command's work."""
+    if not torch_loaded(pid):
+        return False
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        fds = [str(Path(f).readlink()) for f in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    return any(m in maps or any(m in fd for fd in fds) for m in marks)
+
+
+def _started(seconds: float):
+    t0 = time.monotonic()
+    return lambda: time.monotonic() - t0 > seconds
+
+
+def _interrupt_line(err: str) -> str:
+    lines = error_lines(err)
+    assert "Traceback" not in err, err[-3000:]
+    assert lines and lines[-1].startswith("alignfreeze: interrupted: "), err[-3000:]
+    assert sum(ln.startswith("alignfreeze:") for ln in lines) == 1, err[-3000:]
+    return lines[-1]
+
+
+def test_every_subcommand_is_interrupted_here():
+    assert set(COMMANDS) - set(INSTANT) == set(INTERRUPTED)
+
+
+INTERRUPTED = sorted(set(COMMANDS) - set(INSTANT))
+
+
+@pytest.mark.parametrize("name", INTERRUPTED)
+def test_ctrl_c_in_the_middle(name, big_inputs, tmp_path):
+    case = COMMANDS[name]
+    case.skip_if_unavailable()
+    work = tmp_path / "work"
+    work.mkdir()
+    p = case_inputs(big_inputs, work, case)
+    if name == "experiment":  # a long fine-tuning in the grid's only cell
+        Path(p["config"]).write_text(Path(p["config"]).read_text().replace('"steps": 1', '"steps": 100000'))
+    if name == "data stats":  # ten names for the big treebank: ten times the work
+        links = []
+        for k in range(10):
+            (work / f"en{k}_big-ud-test.conllu").symlink_to(p["en"])
+            links.append(str(work / f"en{k}_big-ud-test.conllu"))
+        argv = ["data", "stats", *links]
+    else:
+        argv = [*case.argv(p), *LONGER.get(name, lambda p: [])(p)]
+    before = sorted(f.name for f in work.iterdir())
+    proc = start(argv, cwd=work)
+    if name == "demo":
+        ready = lambda: (work / case.out / "pairs").is_dir()  # noqa: E731
+    elif name == "data stats":
+        ready = lambda: _reading(proc.pid, p["en"])  # noqa: E731
+    elif not case.heavy:
+        ready = _started(0.7)
+    else:
+        ready = lambda: _working(proc.pid, [p["model"], p["tagger"], p["en"]])  # noqa: E731
+    rc, out, err = interrupt(proc, ready, settle=0.3)
+    assert rc == 130, err[-3000:]
+    line = _interrupt_line(err)
+    command = shlex.join(["alignfreeze", *argv])
+    assert line.endswith(f"; rerun: {command}") or line.endswith(f"; resume: {command}"), line
+    if case.out is not None and name != "experiment":
+        # nothing half-written: no output and no temporary file or folder next to it
+        assert sorted(f.name for f in work.iterdir()) == before, line
+        assert f"nothing was written to {work / case.first_out}" in line, line
+
+
+def _reading(pid: int, path: str) -> bool:
+    """The process has ``path`` open."""
+    try:
+        return any(str(f.readlink()) == str(Path(path).resolve()) for f in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
+def test_interrupted_realign_resumes_with_the_printed_command(big_inputs, tmp_path):
+    out = tmp_path / "realigned"
+    argv = ["realign", "--model", big_inputs["model"], "--pairs", big_inputs["pairs"], "--batch-size", "4",
+            "--steps", "100000", "--checkpoint-every", "5", "--keep-checkpoints", "2", "--out", str(out),
+            "--no-progress"]
+
+    def steps() -> list[int]:
+        return sorted(int(c.name.split("_")[1]) for c in (out / "checkpoints").glob("step_*")
+                      if (c / "trainer_state.json").is_file())
+
+    rc, _, err = interrupt(start(argv), lambda: bool(steps()), settle=0.2)
+    assert rc == 130, err[-3000:]
+    line = _interrupt_line(err)
+    first = steps()[-1]
+    m = re.fullmatch(r"alignfreeze: interrupted: checkpoint step_(\d+) is saved in (.+); resume: (.+)", line)
+    assert m and int(m[1]) == first and m[2] == str(out / "checkpoints"), line
+    resume = shlex.split(m[3])
+    assert resume == ["alignfreeze", *argv, "--resume"]
+    assert not (out / "manifest.json").exists()
+    # the printed command continues the run (later checkpoints), and can be interrupted again
+    rc, _, err = interrupt(start(resume[1:]), lambda: bool(steps()) and steps()[-1] > first, settle=0.2)
+    assert rc == 130, err[-3000:]
+    again = _interrupt_line(err)
+    assert again.endswith(f"; resume: {shlex.join(resume)}"), again  # --resume is not added twice
+    assert int(re.search(r"step_(\d+)", again)[1]) > first
+
+
+def test_interrupted_grid_keeps_its_finished_cells(big_inputs, tmp_path):
+    import json
+
+    cfg = json.loads(Path(big_inputs["config"]).read_text())
+    cfg["seeds"] = [1, 2]
+    cfg["targets"] = [big_inputs["fr"]]  # a long evaluation per cell
+    path = tmp_path / "grid.yaml"
+    path.write_text(json.dumps(cfg))
+    done = tmp_path / "grid" / "cells" / "tiny__-__baseline__s1" / "results.csv"
+    rc, _, err = interrupt(start(["experiment", str(path)]), done.is_file, settle=0.2)
+    assert rc == 130, err[-3000:]
+    line = _interrupt_line(err)
+    assert line.endswith(f"; resume: alignfreeze experiment {path}"), line
+    listed = start(["experiment", str(path), "--dry-run"]).communicate(timeout=600)[0]
+    assert "tiny__-__baseline__s1: done already, skipped" in listed
+    assert "tiny__-__baseline__s2: would run" in listed
+
+
+FINALIZER = """
+import os, signal, sys, time
+from alignfreeze.cli import _sigint_handler
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while a finalizer runs
+        for _ in range(1000):
+            pass
+
+with _sigint_handler():
+    try:
+        Finalized()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 20:
+            time.sleep(0.01)
+        print("ran to the end")
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_ctrl_c_during_a_finalizer_is_not_lost():
+    """Python swallows an exception raised inside ``__del__`` ("Exception ignored"): a Ctrl-C
+    landing there was lost and the command ran on to its end; the CLI's handler sends it again."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", FINALIZER], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "interrupted", proc.stderr
+    assert "Exception ignored" not in proc.stderr
