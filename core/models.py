@@ -18,8 +18,10 @@ so the CLI can check a ``--model`` argument before any heavy import.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import json
 import os
 import re
 import socket
@@ -40,6 +42,27 @@ LOCAL_HINT = ("give a local folder saved with save_pretrained (it holds config.j
               "(`alignfreeze models list`), or a hub name")
 LOCAL_COPY = ("pass a local copy instead: a folder saved with save_pretrained (it holds config.json), or a "
               "prepared name (`alignfreeze models list`)")
+
+
+class ModelLoadError(ValueError):
+    """A model folder (or hub model) that is there but cannot be loaded: the message names
+    it, what could not be read, and the loader's first sentence."""
+
+
+@contextlib.contextmanager
+def _loading(name: str, what: str):
+    """Turn a loader's error (often a paragraph) into one line naming the model."""
+    try:
+        yield
+    except Exception as e:
+        names = {c.__name__ for c in type(e).__mro__}
+        if not isinstance(e, OSError | ValueError | KeyError | RuntimeError) and "SafetensorError" not in names:
+            raise
+        if isinstance(e, ModelNotFoundError | ModelLoadError):
+            raise
+        text = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
+        first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".") or type(e).__name__
+        raise ModelLoadError(f"{name}: cannot load its {what}: {first}") from e
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -96,6 +119,12 @@ def check_model_name(name: str | Path) -> None:
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise ModelNotFoundError(f"{name}: not a model folder (no config.json in it); {LOCAL_HINT}")
+        try:
+            json.loads((p / "config.json").read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            where = f"line {e.lineno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+            raise ModelLoadError(f"{name}: cannot load its config.json: not JSON ({where}); expected the "
+                                 "config.json that save_pretrained writes") from None
         return
     if p.exists():
         raise ModelNotFoundError(f"{name}: is a file, expected a model folder (holding config.json)")
@@ -173,10 +202,15 @@ def check_family(config) -> None:
 
 def load_tokenizer(name: str | Path, *, offline: bool | None = None) -> PreTrainedTokenizerBase:
     """Load a *fast* tokenizer (character offsets map pieces to words: :mod:`core.encoding`)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     path = resolve_model_path(name, offline=offline)
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=is_offline(offline) or path != str(name))
+    local = is_offline(offline) or path != str(name)
+    with _loading(str(name), "config.json"):
+        config = AutoConfig.from_pretrained(path, local_files_only=local)
+    check_family(config)  # before the tokenizer, which only warns about an unknown family
+    with _loading(str(name), "tokenizer"):
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
     if not tok.is_fast:
         raise ValueError(f"{name}: the tokenizer is not a fast tokenizer; character offsets (return_offsets_mapping) are required")
     return tok
@@ -211,7 +245,8 @@ def load_model(
     )
 
     local = is_offline(offline) or path != str(name)
-    config = AutoConfig.from_pretrained(path, local_files_only=local)
+    with _loading(str(name), "config.json"):
+        config = AutoConfig.from_pretrained(path, local_files_only=local)
     check_family(config)
     cls = {
         "base": AutoModel,
@@ -220,7 +255,8 @@ def load_model(
     }[task]
     if task == "base" and config.model_type == "bert":
         kwargs.setdefault("add_pooling_layer", False)
-    model = cls.from_pretrained(path, local_files_only=local, dtype=dtype or torch.float32, **kwargs)
+    with _loading(str(name), "weights"):
+        model = cls.from_pretrained(path, local_files_only=local, dtype=dtype or torch.float32, **kwargs)
     model.eval()
     return model
 
