@@ -92,23 +92,28 @@ def _drop_script_dir() -> None:
 
 class _LineProgress:
     """stderr for a log file: a progress bar's ``\\r``-redrawn status becomes one line per
-    update; everything else passes through unchanged."""
+    update (a redraw that changes only the timings, as on closing, is not repeated);
+    everything else passes through unchanged."""
 
     def __init__(self, stream):
         self._stream = stream
         self._after_status = False
+        self._last = None  # the last status line up to its timings: a redraw of it is not repeated
 
     def write(self, s: str) -> int:
+        if not s:
+            return 0
         if "\r" in s:
             text = s.split("\r")[-1].rstrip() or s.replace("\r", "").rstrip()
-            if text:
+            key = text.split(" [", 1)[0]
+            if text and key != self._last:
                 self._stream.write(text + "\n")
-                self._after_status = True
+                self._after_status, self._last = True, key
             return len(s)
         if s == "\n" and self._after_status:  # the bar's own closing newline: already ended
             self._after_status = False
             return len(s)
-        self._after_status = False
+        self._after_status, self._last = False, None
         return self._stream.write(s)
 
     def isatty(self) -> bool:
@@ -224,10 +229,8 @@ def _main(argv: list[str]) -> int:
         print(f"alignfreeze: interrupted: {what}", file=stderr, flush=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # the reader (`| head`) is gone: stop quietly; point stdout at /dev/null so the
-        # interpreter's final flush does not fail again
-        with contextlib.suppress(OSError, ValueError):  # in-process callers' stdout may have no fd
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # the reader (`| head`) is gone: stop quietly (CPython drops what stays buffered, so
+        # the final flush at exit does not fail again)
         return EXIT_PIPE
     except Exception as e:
         msg = error_message(e)
