@@ -86,14 +86,14 @@ def _progress(line: str) -> bool:
 
 def one_error(proc_or_err, prefix: str = "alignfreeze: error: ", *, alone: bool = False) -> str:
     """The error is one line, the last of stderr, starting with ``prefix``; no traceback, and
-    no other line of ours (notes a command printed while it worked may come before it;
+    no other error line (notes a command printed while it worked may come before it;
     ``alone``: nothing else at all)."""
     err = proc_or_err if isinstance(proc_or_err, str) else proc_or_err.stderr
     lines = error_lines(err)
     assert not alone or len(lines) == 1, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert lines and lines[-1].startswith(prefix), err[-3000:]
-    assert sum(ln.startswith("alignfreeze:") for ln in lines) == 1, err[-3000:]
+    assert sum(ln.startswith("alignfreeze: error:") for ln in lines) == 1, err[-3000:]
     return lines[-1]
 
 
