@@ -123,19 +123,27 @@ class _LineProgress:
         return getattr(self._stream, name)
 
 
-def _set_environment(args) -> None:
+def _set_environment(args) -> dict[str, str | None]:
+    """Environment for the run; returns the previous values (restored after an in-process run)."""
+    wanted: dict[str, str] = {}
     if getattr(args, "offline", False):
-        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-            os.environ[var] = "1"
+        wanted.update(dict.fromkeys(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"), "1"))
     if not sys.stderr.isatty():
-        # read by huggingface_hub/transformers/datasets when imported (after this point)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TQDM_MININTERVAL", "10")
-        if "huggingface_hub" in sys.modules:  # in-process callers that imported it already
-            from huggingface_hub.utils import disable_progress_bars
+        # read by huggingface_hub/transformers/datasets/tqdm when imported or created (after this point)
+        for var, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                           ("TQDM_MININTERVAL", "10")):
+            wanted.setdefault(var, os.environ.get(var, value))  # the user's own setting wins
+    previous = {var: os.environ.get(var) for var in wanted}
+    os.environ.update(wanted)
+    return previous
 
-            disable_progress_bars()
+
+def _restore_environment(previous: dict[str, str | None]) -> None:
+    for var, value in previous.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
 
 
 def error_message(e: BaseException) -> str | None:
@@ -209,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    stderr, args = sys.stderr, None
+    stderr, args, environment = sys.stderr, None, {}
     try:
         args = build_parser().parse_args(argv)
-        _set_environment(args)
+        environment = _set_environment(args)
         if not sys.stderr.isatty():
             sys.stderr = _LineProgress(sys.stderr)
         from alignfreeze.preflight import check_outputs
@@ -240,6 +248,7 @@ def _main(argv: list[str]) -> int:
         return EXIT_INPUT
     finally:
         sys.stderr = stderr
+        _restore_environment(environment)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ fails, and how errors become one line."""
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -115,3 +116,17 @@ def test_replacing_folder_without_overwrite(tmp_path):
 ])
 def test_error_message(exc, line):
     assert error_message(exc) == line
+
+
+def test_an_in_process_run_leaves_the_environment_as_it_was(monkeypatch, tmp_path, fixtures_dir, capsys):
+    from huggingface_hub import constants
+
+    from alignfreeze.cli import main
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    rc = main(["cka", "--model", "some-org/not-cached", "--treebank", str(fixtures_dir / "en_demo-ud-test.conllu"),
+               "--out", str(tmp_path / "c.csv"), "--offline"])
+    assert rc == 2 and "offline mode is on" in capsys.readouterr().err  # --offline held during the run
+    assert "HF_HUB_OFFLINE" not in os.environ and "TQDM_MININTERVAL" not in os.environ  # and not after
