@@ -33,7 +33,8 @@ import threading
 COMMAND_MODULES = ("data", "features", "models", "realign", "finetune", "probe", "analysis", "demo", "midalign")
 # argument names that take a model: these commands get --offline
 MODEL_DESTS = ("model", "base")
-# exceptions (by class name, anywhere in the MRO) that are bad input, not bugs
+# exceptions that are bad input (a message), not bugs (a traceback); the names are matched
+# anywhere in the exception's MRO, for libraries not imported here
 INPUT_ERRORS = (ValueError, OSError, KeyError, ImportError, RuntimeError)
 INPUT_ERROR_NAMES = {"YAMLError", "SafetensorError"}
 EXIT_INPUT, EXIT_INTERRUPTED, EXIT_PIPE = 2, 130, 141
@@ -182,11 +183,17 @@ def _interrupted(args, argv: list[str]) -> str:
             f"rerun: {command}")
 
 
+_SIGINT_SEEN = threading.Event()
+
+
 def _on_sigint(signum, frame) -> None:
     """Ctrl-C raises KeyboardInterrupt, except inside a finalizer (``__del__``, weakref
     callbacks), where Python would print "Exception ignored" and run on as if nothing had
     happened (measured: a Ctrl-C lost in a ``regex`` object's ``__del__``, and the command
-    finished minutes later): there the signal is sent again a moment later."""
+    finished minutes later): there the signal is sent again a moment later. Any error after
+    a Ctrl-C counts as the interruption (a C extension whose import was interrupted raises
+    ``ImportError: initialization failed``, measured)."""
+    _SIGINT_SEEN.set()
     f = frame
     while f is not None:
         if f.f_code.co_name == "__del__" or f.f_code.co_filename.endswith("weakref.py"):
@@ -202,6 +209,7 @@ def _sigint_handler():
         yield
         return
     previous = signal.signal(signal.SIGINT, _on_sigint)
+    _SIGINT_SEEN.clear()
     try:
         yield
     finally:
@@ -209,11 +217,20 @@ def _sigint_handler():
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
+    program = argv is None
+    if program:
         _drop_script_dir()
         argv = sys.argv[1:]
     with _sigint_handler():
-        return _main([str(a) for a in argv])
+        code = _main([str(a) for a in argv])
+    if program and code == EXIT_INTERRUPTED:
+        # skip the interpreter's shutdown: what an interrupted import or thread left half-made
+        # can crash in its finalizers (measured: "Fatal Python error" after the line above)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    return code
 
 
 def _main(argv: list[str]) -> int:
@@ -241,6 +258,10 @@ def _main(argv: list[str]) -> int:
         # the final flush at exit does not fail again)
         return EXIT_PIPE
     except Exception as e:
+        if _SIGINT_SEEN.is_set() or isinstance(e.__context__, KeyboardInterrupt):
+            what = _interrupted(args, argv) if args is not None else "nothing was done"
+            print(f"alignfreeze: interrupted: {what}", file=stderr, flush=True)
+            return EXIT_INTERRUPTED
         msg = error_message(e)
         if msg is None or (args is not None and args.traceback):
             raise

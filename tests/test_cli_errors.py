@@ -42,8 +42,16 @@ TREEBANK_ARGS = {("data stats", "en"), ("features", "en"), ("finetune", "en"), (
 INPUTS = sorted((name, key) for name, case in COMMANDS.items() for key in case.inputs)
 
 
+# plot's tables are read (and their faults named) by analysis.plots, the figures' own reader
+PLOT_TABLE = {"missing": ": no such table", "folder": ": is a folder; expected a CSV table",
+              "empty": ": empty file; expected a CSV table with a header line", "binary": ": not a CSV table ("}
+
+
 def _fault(kind: str, name: str, key: str, tmp: Path) -> tuple[Path, str]:
     """A faulty stand-in for input ``key`` and the start of the expected message after the path."""
+    if key == "table":
+        bad, _ = _fault(kind, "", "gains", tmp)
+        return bad, PLOT_TABLE[kind]
     model = key in MODEL_KEYS
     suffix = {"pairs": ".jsonl", "gains": ".csv", "table": ".csv", "config": ".yaml", "dictionary": ".txt"}.get(
         key, ".conllu")
@@ -96,6 +104,8 @@ def test_bad_path_is_one_line_before_any_work(name, key, kind, tiny_inputs, tmp_
     assert line.startswith(f"alignfreeze: error: {bad}{expected}"), line
     assert _snapshot(tmp_path) == before  # nothing written, nothing changed
     assert not _imports(proc.stderr) & {"torch", "transformers"}, "the check came after the heavy imports"
+    if key != "table":  # checked before anything is imported to read it
+        assert "pandas" not in _imports(proc.stderr)
 
 
 # wrong content, as the reader finds it: (file name, content, expected message after the path)
@@ -108,6 +118,10 @@ WRONG = {
     "model": ("wrong-model", None, r": cannot load its config.json: "),
 }
 WRONG_CASES = sorted({(name, key) for name, key in INPUTS if key != "table"})  # plot: the figures' own checks
+# read before torch is imported (the others are read by library code after the model loads)
+READ_FIRST = {("data stats", "en"), ("pairs", "en"), ("pairs", "fr"), ("pairs", "dictionary"),
+              ("experiment", "config"), ("cka", "en"), ("align-eval", "en"), ("align-eval", "fr"),
+              ("attribution", "en")}
 
 
 def _wrong(key: str, tmp: Path) -> tuple[Path, str]:
@@ -130,11 +144,14 @@ def test_wrong_format_is_one_line_naming_the_file_and_line(name, key, tiny_input
     work = tmp_path / "work"
     work.mkdir()
     p = case_inputs(tiny_inputs, work, case, **{key: str(bad)})
-    proc = run(case.argv(p), cwd=work)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    line = one_error(proc)
+    proc = run(case.argv(p), cwd=work, env=PROFILE)
+    err = _stderr(proc.stderr)
+    assert proc.returncode == 2, err[-3000:]
+    line = one_error(err)
     assert re.match(re.escape(f"alignfreeze: error: {bad}") + expected, line), line
     assert not [f for f in work.iterdir() if f.name != "exp.yaml"]  # no output, no temp files
+    if (name, key) in READ_FIRST:
+        assert "torch" not in _imports(proc.stderr), "the file was read after the heavy imports"
 
 
 OUT_CASES = sorted(name for name, case in COMMANDS.items() if case.out is not None)

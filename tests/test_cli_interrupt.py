@@ -208,3 +208,29 @@ def test_ctrl_c_during_a_finalizer_is_not_lost():
     proc = subprocess.run([sys.executable, "-c", FINALIZER], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "interrupted", proc.stderr
     assert "Exception ignored" not in proc.stderr
+
+
+def test_an_error_that_follows_ctrl_c_is_reported_as_the_interruption(monkeypatch, fixtures_dir, capsys):
+    """A C extension whose import is interrupted raises ``ImportError: initialization failed``
+    (seen when Ctrl-C hit ``attribution`` while it imported): that is the interruption, not
+    bad input."""
+    import os
+    import signal
+
+    import alignfreeze.commands.data as data
+    from alignfreeze.cli import main
+
+    def interrupted_import(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            pass  # swallowed by the extension's init...
+        raise ImportError("initialization failed")  # ...which fails instead
+
+    monkeypatch.setattr(data, "run_stats", interrupted_import)
+    en = str(fixtures_dir / "en_demo-ud-test.conllu")
+    assert main(["data", "stats", en]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"alignfreeze: interrupted: nothing was written; rerun: alignfreeze data stats {en}")
+    assert main(["data", "stats", str(fixtures_dir / "missing.conllu")]) == 2  # the next run starts afresh

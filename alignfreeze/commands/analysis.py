@@ -108,7 +108,7 @@ def register(sub) -> None:
                    help="figure size in inches")
     p.add_argument("--mark-layer", type=int, default=None, metavar="K",
                    help="retrieval, scan: mark layer K (e.g. the alignment layer chosen from the scan)")
-    p.set_defaults(func=run_plot_cmd, out_paths=plot_outputs, preflight=check_plot)
+    p.set_defaults(func=run_plot_cmd, out_paths=plot_outputs)  # its tables are checked by analysis.plots
 
 
 def plot_outputs(args) -> list[Path]:
@@ -172,12 +172,6 @@ def check_attribution(args) -> None:
     _csv_out(args)
     need_model(args.model)
     need_treebanks(args.treebank, TREEBANK)
-
-
-def check_plot(args) -> None:
-    from alignfreeze.preflight import need_files
-
-    need_files(args.input, "a tidy CSV table")
 
 
 def check_typology(args) -> None:
@@ -255,20 +249,21 @@ def run_drift_cmd(args) -> int:
 
 
 def run_cka_cmd(args) -> int:
-    import pandas as pd
-
-    from analysis.cka import layer_cka_matrix
-    from analysis.drift import model_label
     from core.conllu import read_sentences
-    from core.models import load
 
     files = _treebanks(args.treebank)
     sents, total = [], 0
-    for s in read_sentences(files):
+    for s in read_sentences(files):  # read first: a malformed file fails before the heavy imports
         if total + len(s) > args.max_words and sents:
             break
         sents.append(s)
         total += len(s)
+    import pandas as pd
+
+    from analysis.cka import layer_cka_matrix
+    from analysis.drift import model_label
+    from core.models import load
+
     feats = []
     for m in args.model:
         model, tok = load(m)
@@ -289,16 +284,18 @@ def run_cka_cmd(args) -> int:
 
 
 def run_align_cmd(args) -> int:
-    import pandas as pd
-
     from analysis.alignment import align_eval, read_pairs_jsonl
-    from analysis.drift import model_label
     from core.conllu import treebank_lang
-    from core.models import load
     from core.parallel import read_parallel
 
+    # read first: a malformed file fails before the heavy imports
     sent_pairs = read_parallel(args.src, args.tgt, limit=args.limit) if args.src else None
     linked = read_pairs_jsonl(args.pairs)[: args.limit] if args.pairs else None
+    import pandas as pd
+
+    from analysis.drift import model_label
+    from core.models import load
+
     model, tok = load(args.model)
     rows = align_eval(_extractor(model, tok, args), sentence_pairs=sent_pairs, linked_pairs=linked,
                       csls_k=args.csls_k, max_words=args.max_words)
@@ -334,14 +331,15 @@ def run_plot_cmd(args) -> int:
 def run_attribution_cmd(args) -> int:
     import itertools
 
-    from analysis.attribution import layer_attribution
     from core.conllu import read_conllu, treebank_lang
+
+    by_lang: dict = {}
+    for f in _treebanks(args.treebank):  # read first: a malformed file fails before the heavy imports
+        by_lang.setdefault(treebank_lang(f), []).extend(itertools.islice(read_conllu(f), args.max_sentences))
+    from analysis.attribution import layer_attribution
     from core.models import load
 
     model, tok = load(args.model, task="token-classification")
-    by_lang: dict = {}
-    for f in _treebanks(args.treebank):
-        by_lang.setdefault(treebank_lang(f), []).extend(itertools.islice(read_conllu(f), args.max_sentences))
     df = layer_attribution(model, tok, by_lang, layers=args.layers, n_steps=args.steps,
                            max_sentences=args.max_sentences)
     _write(df, args.out)
