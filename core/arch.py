@@ -12,8 +12,10 @@ for mBERT).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: reading the table (e.g. to check a --model) needs no torch
+    from torch import nn
 
 
 class UnsupportedArchitectureError(ValueError):

@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
 TASKS = ("base", "token-classification", "causal-lm")
+# a folder's tokenizer is in (at least) one of these
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+                   "tokenizer.model")
 # what a hub repo id looks like: "name" or "org/name" (huggingface_hub.utils.validate_repo_id)
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]{0,95}$")
 LOCAL_HINT = ("give a local folder saved with save_pretrained (it holds config.json), a prepared name "
@@ -120,11 +123,19 @@ def check_model_name(name: str | Path) -> None:
         if not (p / "config.json").is_file():
             raise ModelNotFoundError(f"{name}: not a model folder (no config.json in it); {LOCAL_HINT}")
         try:
-            json.loads((p / "config.json").read_text(encoding="utf-8"))
+            config = json.loads((p / "config.json").read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             where = f"line {e.lineno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
             raise ModelLoadError(f"{name}: cannot load its config.json: not JSON ({where}); expected the "
                                  "config.json that save_pretrained writes") from None
+        family = config.get("model_type") if isinstance(config, dict) else None
+        if isinstance(family, str):
+            from .arch import ARCHITECTURES, UnsupportedArchitectureError
+
+            if family not in ARCHITECTURES:
+                raise UnsupportedArchitectureError(
+                    f"{name}: model_type {family!r} is not in the architecture table "
+                    f"(supported: {', '.join(sorted(ARCHITECTURES))})")
         return
     if p.exists():
         raise ModelNotFoundError(f"{name}: is a file, expected a model folder (holding config.json)")
@@ -205,6 +216,11 @@ def load_tokenizer(name: str | Path, *, offline: bool | None = None) -> PreTrain
     from transformers import AutoConfig, AutoTokenizer
 
     path = resolve_model_path(name, offline=offline)
+    if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+        # transformers 5 builds an EMPTY tokenizer here (specials only: every word [UNK]), silently
+        raise ModelLoadError(f"{name}: cannot load its tokenizer: the folder holds none of "
+                             f"{', '.join(TOKENIZER_FILES)}; save the tokenizer next to the model "
+                             "(tokenizer.save_pretrained(folder))")
     local = is_offline(offline) or path != str(name)
     with _loading(str(name), "config.json"):
         config = AutoConfig.from_pretrained(path, local_files_only=local)

@@ -115,13 +115,13 @@ WRONG = {
     "dictionary": ("wrong.txt", "cat chat chatte\n", r":1: expected 'source target'"),
     "gains": ("wrong.csv", '{"lang": "fr", "gain": 1.5}\n', r":1: the header has no column\(s\) lang, gain"),
     "config": ("wrong.yaml", "- full\n- front\n", r": expected a YAML mapping of keys"),
-    "model": ("wrong-model", None, r": cannot load its config.json: "),
+    "model": ("wrong-model", None, r": model_type 'no-such-family' is not in the architecture table "),
 }
 WRONG_CASES = sorted({(name, key) for name, key in INPUTS if key != "table"})  # plot: the figures' own checks
 # read before torch is imported (the others are read by library code after the model loads)
 READ_FIRST = {("data stats", "en"), ("pairs", "en"), ("pairs", "fr"), ("pairs", "dictionary"),
               ("experiment", "config"), ("cka", "en"), ("align-eval", "en"), ("align-eval", "fr"),
-              ("attribution", "en")}
+              ("attribution", "en"), *((name, key) for name, key in INPUTS if key in MODEL_KEYS)}
 
 
 def _wrong(key: str, tmp: Path) -> tuple[Path, str]:

@@ -141,3 +141,25 @@ def test_cli_features_writes_shards(tiny_models, tmp_path, fixtures_dir):
     sf = ShardedFeatures(tmp_path / "feats")
     assert len(sf) == 3 and sf.layers == (0, 2) and sf.pooling == "mean"
     assert sf.load().n_words == 93
+
+
+def test_a_model_folder_that_cannot_be_loaded_is_one_line_naming_it(tiny_models, tmp_path):
+    from core.arch import UnsupportedArchitectureError
+    from core.models import ModelLoadError
+
+    model, tok = tiny_models("bert")
+    model.config.save_pretrained(tmp_path / "no-weights")
+    with pytest.raises(ModelLoadError, match=rf"^{tmp_path / 'no-weights'}: cannot load its weights: .*model\.safetensors"):
+        load_model(tmp_path / "no-weights", offline=True)
+    model.save_pretrained(tmp_path / "no-tokenizer")
+    # transformers would build an empty tokenizer (every word [UNK]) from this folder, silently
+    with pytest.raises(ModelLoadError, match=rf"^{tmp_path / 'no-tokenizer'}: cannot load its tokenizer: the "
+                                             r"folder holds none of tokenizer.json, vocab.txt"):
+        load(tmp_path / "no-tokenizer", offline=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"model_type": "t5"}')
+    with pytest.raises(UnsupportedArchitectureError, match=r"other: model_type 't5' is not in the architecture table"):
+        check_model_name(tmp_path / "other")  # before anything heavy is imported
+    (tmp_path / "other" / "config.json").write_text('{"model_type": ')
+    with pytest.raises(ModelLoadError, match=r"other: cannot load its config.json: not JSON \(line 1: "):
+        check_model_name(tmp_path / "other")
