@@ -240,13 +240,18 @@ def _main(argv: list[str]) -> int:
         environment = _set_environment(args)
         if not sys.stderr.isatty():
             sys.stderr = _LineProgress(sys.stderr)
-        from alignfreeze.preflight import check_outputs
+        from alignfreeze.preflight import check_outputs, need_model, set_aside
 
+        for dest in MODEL_DESTS:  # every command: a model that is not there fails now
+            value = getattr(args, dest, None)
+            for name in value if isinstance(value, list | tuple) else [value]:
+                need_model(name)
         preflight = getattr(args, "preflight", None)
         if preflight is not None:
             preflight(args)
-        check_outputs(args)
-        code = int(args.func(args) or 0)
+        replaced = check_outputs(args)
+        with set_aside(p for p in replaced if p.is_dir()):  # files are replaced atomically by their writer
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handlers below
         return code
     except KeyboardInterrupt:

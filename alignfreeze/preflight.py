@@ -148,10 +148,11 @@ def _describe(p: Path) -> str:
 def check_outputs(args) -> list[Path]:
     """Apply the output policy (module doc) to ``args``; returns the outputs that
     ``--overwrite`` will replace (already announced on stderr)."""
-    kind = getattr(args, "out_kind", "file")
     overwrite = bool(getattr(args, "overwrite", False))
     replaced = []
     for p in out_paths(args):
+        # what the command declares, else a name with a suffix (x.csv) is a file; else either
+        kind = getattr(args, "out_kind", None) or ("file" if p.suffix else None)
         if kind == "file" and p.is_dir():
             raise InputError(f"{p}: is a folder (expected the name of an output file)")
         if kind == "folder" and p.exists() and not p.is_dir():
@@ -172,28 +173,42 @@ def check_outputs(args) -> list[Path]:
 
 
 @contextlib.contextmanager
+def set_aside(folders: Iterable[str | Path]) -> Iterator[None]:
+    """``--overwrite`` of folders: each existing folder is moved aside before the run, deleted
+    once the run completes, and put back when it fails or is interrupted (whatever the run
+    left in its place is removed). The CLI does this for every command."""
+    aside: list[tuple[Path, Path]] = []
+    try:
+        for p in map(Path, folders):
+            if p.is_dir():
+                a = p.with_name(f".{p.name}.replaced-{os.getpid()}")
+                os.replace(p, a)
+                aside.append((p, a))
+        yield
+    except BaseException:
+        for p, a in aside:
+            if p.exists():
+                shutil.rmtree(p, ignore_errors=True)
+            os.replace(a, p)
+        raise
+    for _, a in aside:
+        shutil.rmtree(a, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def replacing_folder(out: str | Path, *, overwrite: bool, keep_partial: bool = False) -> Iterator[None]:
     """For commands that build ``out`` in place (not via :func:`core.io.atomic_dir`):
 
-    - with ``overwrite`` an existing ``out`` is moved aside first, and restored when the
-      run fails or is interrupted (deleted only once the new ``out`` is complete);
+    - with ``overwrite`` an existing ``out`` is set aside first (:func:`set_aside`);
     - a run that fails leaves no half-written ``out`` behind, unless ``keep_partial``
       (a realignment's checkpoints are what ``--resume`` continues from).
     """
     out = Path(out)
-    aside = None
-    if overwrite and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        os.replace(out, aside)
-    existed = out.exists()
-    try:
-        yield
-    except BaseException:
-        if aside is not None:
-            shutil.rmtree(out, ignore_errors=True)
-            os.replace(aside, out)
-        elif not keep_partial and not existed and out.exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    with set_aside([out] if overwrite else []):
+        existed = out.exists()
+        try:
+            yield
+        except BaseException:
+            if not keep_partial and not existed and out.exists():
+                shutil.rmtree(out, ignore_errors=True)
+            raise

@@ -119,6 +119,8 @@ def check_model_name(name: str | Path) -> None:
     if name in prepared.PREPARED_MODELS:
         return
     p = Path(name).expanduser()
+    if p.is_dir() and (p / "adapter_config.json").is_file():
+        return  # a PEFT adapter folder: core.adapters checks it and its base when it loads
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise ModelNotFoundError(f"{name}: not a model folder (no config.json in it); {LOCAL_HINT}")

@@ -127,6 +127,9 @@ def _write_tiny_inputs(root: Path) -> dict[str, str]:
             rows.append(f"tiny,tiny,{a},{b},{1.0 if a == b else 0.9 - 0.1 * abs(a - b)},95")
     (root / "cka.csv").write_text("\n".join(rows) + "\n")
     p["table"] = str(root / "cka.csv")
+    from _midalign import saved_lm
+
+    p["lm"] = saved_lm(root)  # a tiny decoder (llama, 4 blocks, context 512) for midalign
     exp = {"name": "tiny", "out": "grid", "models": [{"name": "tiny", "path": p["model"]}],
            "strategies": ["baseline"], "seeds": [1], "source": [p["en"]], "targets": [p["fr"]],
            "finetune": {"steps": 1, "batch_size": 4}}
@@ -151,8 +154,9 @@ class Case:
     check: Callable[[Path, subprocess.CompletedProcess], None]
     inputs: tuple[str, ...] = ()  # keys of p that are files/folders the command reads
     out: str | None = "out.csv"  # name of --out in the case's folder (None: no --out)
-    out_kind: str = "file"
+    out_kind: str | None = "file"  # None: the command does not declare it (then no kind check)
     heavy: bool = True  # imports torch (interrupt tests wait for it)
+    late: tuple[str, ...] = ()  # inputs the command's own code reads (after its heavy imports)
     first_output: str | None = None  # the first file --out stands for, when not --out itself
     needs: str | None = None  # "lang2vec" or a prepared model name: skipped where not installed
 
@@ -297,6 +301,58 @@ COMMANDS: dict[str, Case] = {
 }
 
 
+def _check_scan(out, proc):
+    df = _csv(out)
+    assert set(df["layer"]) == {0, 1, 2, 3, 4} and "--layer auto would choose K" in proc.stdout
+
+
+def _check_midalign_train(out, proc):
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["kind"] == "midalign" and man["layer"]["layer"] == 2 and (out / "adapter_config.json").is_file()
+
+
+def _check_merge(out, proc):
+    assert json.loads((out / "manifest.json").read_text())["combination"] == "cat"
+    assert (out / "adapter_config.json").is_file()
+
+
+def _check_midalign_eval(out, proc):
+    df = _csv(out)
+    assert set(df["lang"]) == {"en"} and set(df["adapter"]) == {"none"}
+
+
+MIDALIGN_TRAIN = ["--micro-batch", "4", "--accumulation", "1", "--steps", "2", "--no-progress"]
+
+COMMANDS.update({
+    "midalign scan": Case(lambda p: ["midalign", "scan", "--model", p["lm"], "--src", p["en"], "--tgt", p["fr"],
+                                     "--out", p["out"]], _check_scan, ("lm",), late=("en", "fr")),
+    "midalign train": Case(lambda p: ["midalign", "train", "--model", p["lm"], "--train", p["en"], "--parallel",
+                                      p["en"], p["fr"], "--layer", "2", *MIDALIGN_TRAIN, "--out", p["out"]],
+                           _check_midalign_train, ("lm",), late=("en",), out="adapter", out_kind=None),
+    "midalign merge": Case(lambda p: ["midalign", "merge", "--model", p["lm"], "--adapters", p["adapter"],
+                                      p["adapter"], "--weights", "1", "0.5", "--out", p["out"]],
+                           _check_merge, ("lm",), out="merged", out_kind=None),
+    "midalign eval": Case(lambda p: ["midalign", "eval", "--model", p["lm"], "--task", "upos", "--data", p["en"],
+                                     "--limit", "2", "--out", p["out"]],
+                          _check_midalign_eval, ("lm",), late=("en",)),
+})
+
+
+def adapter(tiny_inputs: dict) -> str:
+    """A LoRA adapter of the tiny decoder (trained in this process once), for ``midalign merge``."""
+    out = Path(tiny_inputs["lm"]).parent / "adapter"
+    if not (out / "manifest.json").is_file():
+        import warnings
+
+        from alignfreeze.cli import main
+
+        with warnings.catch_warnings():  # transformers' own deprecation, reached through PEFT
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+            assert main(["midalign", "train", "--model", tiny_inputs["lm"], "--train", tiny_inputs["en"], "--parallel",
+                         tiny_inputs["en"], tiny_inputs["fr"], "--layer", "2", *MIDALIGN_TRAIN, "--out", str(out)]) == 0
+    return str(out)
+
+
 def leaf_commands() -> list[str]:
     """Every runnable sub-command of the parser, e.g. ``data stats``, ``drift``."""
     import argparse
@@ -318,6 +374,8 @@ def case_inputs(tiny_inputs: dict, folder: Path, case: Case, **override) -> dict
     """The case's input paths, its ``out`` in ``folder``; the experiment YAML is copied
     into ``folder`` so that its relative ``out`` lands there."""
     p = {**tiny_inputs, **override}
+    if case is COMMANDS.get("midalign merge") and "adapter" not in override:
+        p["adapter"] = adapter(tiny_inputs)
     if "config" in case.inputs and "config" not in override:
         p["config"] = str(folder / "exp.yaml")
         Path(p["config"]).write_text(Path(tiny_inputs["config"]).read_text())

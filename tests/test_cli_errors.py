@@ -35,7 +35,7 @@ def _snapshot(folder: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
 
 
-MODEL_KEYS = ("model", "tagger")
+MODEL_KEYS = ("model", "tagger", "lm")
 # inputs that may be a glob or a UD folder (searched for *-ud-*.conllu) instead of one file
 TREEBANK_ARGS = {("data stats", "en"), ("features", "en"), ("finetune", "en"), ("evaluate", "fr"),
                  ("probe", "en"), ("probe", "fr"), ("drift", "en"), ("cka", "en"), ("attribution", "en")}
@@ -108,6 +108,24 @@ def test_bad_path_is_one_line_before_any_work(name, key, kind, tiny_inputs, tmp_
         assert "pandas" not in _imports(proc.stderr)
 
 
+LATE = sorted((name, key) for name, case in COMMANDS.items() for key in case.late)
+
+
+@pytest.mark.parametrize("name, key", LATE)
+def test_missing_file_read_by_the_command_itself(name, key, tiny_inputs, tmp_path):
+    """Inputs a command reads with its own code (after its imports): still one line naming the file."""
+    case = COMMANDS[name]
+    work = tmp_path / "work"
+    work.mkdir()
+    bad = tmp_path / "no-such.conllu"
+    p = case_inputs(tiny_inputs, work, case, **{key: str(bad)})
+    proc = run(case.argv(p), cwd=work)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = one_error(proc)
+    assert line.startswith(f"alignfreeze: error: {bad}: no such "), line
+    assert not list(work.iterdir())
+
+
 # wrong content, as the reader finds it: (file name, content, expected message after the path)
 WRONG = {
     "conllu": ("wrong.conllu", "lang,gain\nfr,1.5\n", r":\d+: "),
@@ -168,7 +186,7 @@ def _out_fault(kind: str, case, work: Path) -> tuple[str, Path, str]:
         return (f"/proc/alignfreeze-test/{case.out}", Path(f"/proc/alignfreeze-test/{case.first_out}"),
                 ": cannot be written: /proc: ")
     if kind == "exists":
-        if case.out_kind == "folder":
+        if case.out_kind == "folder" or (case.out_kind is None and not Path(case.out).suffix):
             first.mkdir()
             (first / "earlier-result.txt").write_text("keep me\n")
         else:
@@ -190,6 +208,8 @@ def test_out_that_cannot_be_written_or_exists_is_refused_before_any_work(name, k
     if kind == "read-only-place" and not Path("/proc/self").is_dir():
         pytest.skip("needs /proc")
     case = COMMANDS[name]
+    if kind == "wrong-kind" and case.out_kind is None:
+        pytest.skip("the command does not say whether its --out is a file or a folder")
     case.skip_if_unavailable()
     work = tmp_path / "work"
     work.mkdir()

@@ -110,8 +110,8 @@ def test_offline_flag_on_every_command_that_takes_a_model():
     for name in leaf_commands():
         sub = parser
         for part in name.split():
-            sub = next(a for a in sub._actions if a.dest in ("command", "data_command", "models_command")
-                       ).choices[part]
+            sub = next(a for a in sub._actions
+                       if a.dest in ("command", "data_command", "models_command", "midalign_command")).choices[part]
         dests = {a.dest for a in sub._actions}
         opts = {o for a in sub._actions for o in a.option_strings}
         if dests & {"model", "base"} or name == "experiment":

@@ -15,7 +15,8 @@ import pytest
 from clitools import COMMANDS, case_inputs, error_lines, interrupt, start, torch_loaded
 
 # answer at once: there is no middle to interrupt
-INSTANT = {"models list": "lists a table", "models prepare": "returns the prepared folder (built once per machine)"}
+INSTANT = {"models list": "lists a table", "models prepare": "returns the prepared folder (built once per machine)",
+           "midalign merge": "merges two tiny adapters in a blink once the model is loaded"}
 COPIES = 400  # the 12 authored sentences x COPIES: far more work than the time it takes to interrupt
 
 
@@ -50,6 +51,8 @@ LONGER = {  # extra arguments that make each case's work long (argparse: the las
     "align-eval": lambda p: ["--limit", "10000000"],
     "attribution": lambda p: ["--max-sentences", "100000", "--steps", "32"],
     "demo": lambda p: ["--steps", "100000"],
+    "midalign scan": lambda p: ["--limit", "100000"],
+    "midalign train": lambda p: ["--steps", "100000"],
 }
 
 
@@ -75,7 +78,7 @@ def _interrupt_line(err: str) -> str:
     lines = error_lines(err)
     assert "Traceback" not in err, err[-3000:]
     assert lines and lines[-1].startswith("alignfreeze: interrupted: "), err[-3000:]
-    assert sum(ln.startswith("alignfreeze:") for ln in lines) == 1, err[-3000:]
+    assert sum(ln.startswith(("alignfreeze: interrupted", "alignfreeze: error")) for ln in lines) == 1, err[-3000:]
     return lines[-1]
 
 
@@ -112,7 +115,7 @@ def test_ctrl_c_in_the_middle(name, big_inputs, tmp_path):
     elif not case.heavy:
         ready = _started(0.7)
     else:
-        ready = lambda: _working(proc.pid, [p["model"], p["tagger"], p["en"]])  # noqa: E731
+        ready = lambda: _working(proc.pid, [p["model"], p["tagger"], p["lm"], p["en"]])  # noqa: E731
     rc, out, err = interrupt(proc, ready, settle=0.3)
     assert rc == 130, err[-3000:]
     line = _interrupt_line(err)
@@ -235,3 +238,24 @@ def test_an_error_that_follows_ctrl_c_is_reported_as_the_interruption(monkeypatc
     assert capsys.readouterr().err.strip() == (
         f"alignfreeze: interrupted: nothing was written; rerun: alignfreeze data stats {en}")
     assert main(["data", "stats", str(fixtures_dir / "missing.conllu")]) == 2  # the next run starts afresh
+
+
+def test_ctrl_c_of_an_overwrite_puts_the_old_output_back(big_inputs, tmp_path):
+    out = tmp_path / "realigned"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"kind": "realign", "note": "an earlier finished run"}\n')
+    (out / "model.safetensors").write_bytes(b"earlier weights")
+    argv = ["realign", "--model", big_inputs["model"], "--pairs", big_inputs["pairs"], "--batch-size", "4",
+            "--steps", "100000", "--checkpoint-every", "5", "--out", str(out), "--overwrite", "--no-progress"]
+
+    def new_checkpoint() -> bool:
+        return any((c / "trainer_state.json").is_file() for c in (out / "checkpoints").glob("step_*"))
+
+    rc, _, err = interrupt(start(argv), new_checkpoint, settle=0.2)  # the new run is under way in OUT
+    assert rc == 130, err[-3000:]
+    line = _interrupt_line(err)
+    assert line == (f"alignfreeze: interrupted: {out} is as it was before this run (--overwrite replaces it only "
+                    f"when complete); rerun: {shlex.join(['alignfreeze', *argv])}")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == b"earlier weights"
+    assert [p.name for p in tmp_path.iterdir()] == ["realigned"]  # nothing set aside left behind

@@ -25,6 +25,7 @@ def run(args) -> int:
     from alignfreeze.preflight import replacing_folder
 
     # the demo writes its folder as it goes: a failed or interrupted run leaves none behind
-    with replacing_folder(args.out, overwrite=args.overwrite):
+    # (--overwrite: the CLI set the old one aside, and puts it back then)
+    with replacing_folder(args.out, overwrite=False):
         run_demo(out=args.out, model=args.model, quick=args.quick, steps=args.steps)
     return 0

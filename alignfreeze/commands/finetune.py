@@ -77,14 +77,12 @@ def _experiment_interrupted(args, command: str) -> str:
 
 
 def run_finetune(args) -> int:
-    from alignfreeze.preflight import replacing_folder
     from core.config import from_args
     from core.manifest import read_manifest
     from realign.finetune import FinetuneConfig, finetune
 
     cfg = from_args(FinetuneConfig, args)
-    with replacing_folder(cfg.out, overwrite=args.overwrite):
-        out = finetune(cfg, progress=args.progress)
+    out = finetune(cfg, progress=args.progress)  # --overwrite: the CLI set the old folder aside
     m = read_manifest(out)
     losses = ", ".join(f"{k}={v:.4f}" for k, v in m["final_losses"].items())
     print(f"{out}: {m['task']}, {m['steps']} steps on {m['data']['examples']} examples, lr {m['lr']:g}, "

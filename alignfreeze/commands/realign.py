@@ -108,14 +108,12 @@ def run_pairs(args) -> int:
 
 
 def run_realign(args) -> int:
-    from alignfreeze.preflight import replacing_folder
     from core.config import from_args
     from realign.config import RealignConfig
     from realign.train import realign
 
     cfg = from_args(RealignConfig, args)
-    with replacing_folder(cfg.out, overwrite=args.overwrite, keep_partial=True):
-        out = realign(cfg, progress=args.progress, resume=args.resume)
+    out = realign(cfg, progress=args.progress, resume=args.resume)  # --overwrite: the CLI set the old aside
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate/torchrun only the main process reports
         return 0
     from core.manifest import read_manifest
