@@ -214,10 +214,28 @@ def check_family(config) -> None:
 
 
 def load_tokenizer(name: str | Path, *, offline: bool | None = None) -> PreTrainedTokenizerBase:
-    """Load a *fast* tokenizer (character offsets map pieces to words: :mod:`core.encoding`)."""
+    """Load a *fast* tokenizer (character offsets map pieces to words: :mod:`core.encoding`).
+
+    An adapter folder (:mod:`core.adapters`) gives the tokenizer saved in it, else its base's.
+
+    Raises:
+        ModelNotFoundError: see :func:`resolve_model_path`.
+        ModelLoadError: a folder without tokenizer files, or whose config/tokenizer cannot be read.
+        UnsupportedArchitectureError: a family outside the architecture table.
+    """
     from transformers import AutoConfig, AutoTokenizer
 
     path = resolve_model_path(name, offline=offline)
+    from .adapters import adapter_base, is_adapter_dir
+
+    if is_adapter_dir(path):
+        # a LoRA adapter leaves the vocabulary alone, and its folder has no config.json (the
+        # base's family is checked when the model loads): its own tokenizer copy, else the base's
+        if not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+            return load_tokenizer(adapter_base(path)[0], offline=offline)
+        with _loading(str(name), "tokenizer"):
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return _fast(name, tok)
     if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
         # transformers 5 builds an EMPTY tokenizer here (specials only: every word [UNK]), silently
         raise ModelLoadError(f"{name}: cannot load its tokenizer: the folder holds none of "
@@ -229,6 +247,10 @@ def load_tokenizer(name: str | Path, *, offline: bool | None = None) -> PreTrain
     check_family(config)  # before the tokenizer, which only warns about an unknown family
     with _loading(str(name), "tokenizer"):
         tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
+    return _fast(name, tok)
+
+
+def _fast(name, tok):
     if not tok.is_fast:
         raise ValueError(f"{name}: the tokenizer is not a fast tokenizer; character offsets (return_offsets_mapping) are required")
     return tok

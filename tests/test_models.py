@@ -163,3 +163,27 @@ def test_a_model_folder_that_cannot_be_loaded_is_one_line_naming_it(tiny_models,
     (tmp_path / "other" / "config.json").write_text('{"model_type": ')
     with pytest.raises(ModelLoadError, match=r"other: cannot load its config.json: not JSON \(line 1: "):
         check_model_name(tmp_path / "other")
+
+
+def test_an_adapter_folder_gives_its_own_tokenizer_or_its_bases(tmp_path):
+    """An adapter folder has no config.json: its tokenizer is the copy saved in it, else the
+    base's (a LoRA adapter leaves the vocabulary alone); never an error about the config."""
+    from _midalign import saved_lm
+    from peft import LoraConfig, get_peft_model
+
+    from core.models import load_tokenizer
+    from core.tiny import train_tokenizer
+
+    base = saved_lm(tmp_path)
+    peft = get_peft_model(load_model(base, task="causal-lm", offline=True),
+                          LoraConfig(r=2, target_modules=["q_proj"]))
+    peft.save_pretrained(tmp_path / "adapter")
+    adapter = tmp_path / "adapter"
+    assert not (adapter / "config.json").exists() and (adapter / "adapter_config.json").is_file()
+    text = "The cat sleeps on the warm mat."
+    want = load_tokenizer(base, offline=True)(text)["input_ids"]
+    assert load_tokenizer(adapter, offline=True)(text)["input_ids"] == want  # the base's
+    other = train_tokenizer(["zebra quokka axolotl"] * 3, "llama", vocab_size=60)
+    other.save_pretrained(adapter)
+    mine = load_tokenizer(adapter, offline=True)
+    assert mine(text)["input_ids"] == other(text)["input_ids"] != want  # the copy saved in the folder
