@@ -11,7 +11,9 @@ Outputs, for every command with ``--out`` (:func:`check_outputs`, run by the CLI
   empty is fine: nothing is lost; ``--resume`` continues what is there); with ``--overwrite`` the CLI says what will be replaced,
   and the old output is replaced only when the new one is complete;
 - an ``--out`` whose folder cannot be created or written is refused before the work;
-- a file expected where a folder exists (or the reverse) is refused.
+- a file expected where a folder exists (or the reverse) is refused;
+- ``--overwrite`` of a folder that is, or holds, one of the command's inputs is refused (the
+  old folder is set aside while the run reads its inputs).
 
 Commands declare what their ``--out`` is with ``set_defaults(out_kind="folder")`` (default
 ``"file"``) and, when one ``--out`` names several files, ``out_paths=callable(args) -> paths``.
@@ -145,6 +147,28 @@ def _describe(p: Path) -> str:
     return f"{p}"
 
 
+def _input_paths(args) -> Iterator[tuple[str, Path]]:
+    """``(option, path)`` for every argument value (other than ``--out``) that names an
+    existing file or folder."""
+    for dest, value in vars(args).items():
+        if dest == "out" or callable(value):
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, str | Path) and str(v) and os.path.exists(v):
+                yield "--" + dest.replace("_", "-"), Path(v)
+
+
+def _refuse_replacing_an_input(args, folder: Path) -> None:
+    """``--overwrite`` sets ``folder`` aside while the run reads its inputs: an input that is
+    the folder or lies inside it would be gone (or, once the run completes, deleted)."""
+    root = folder.resolve()
+    for option, p in _input_paths(args):
+        q = p.resolve()
+        if q == root or root in q.parents:
+            raise InputError(f"{folder}: is also an input of this command ({option} {p}); --overwrite would "
+                             "replace what the run reads: choose another --out")
+
+
 def check_outputs(args) -> list[Path]:
     """Apply the output policy (module doc) to ``args``; returns the outputs that
     ``--overwrite`` will replace (already announced on stderr)."""
@@ -166,6 +190,8 @@ def check_outputs(args) -> list[Path]:
             raise InputError(f"{p}: {what}; pass --overwrite to replace it, or choose another --out{extra}")
         check_writable(p)  # outputs are built next to their final place, then renamed
         if exists and overwrite:
+            if p.is_dir():
+                _refuse_replacing_an_input(args, p)
             replaced.append(p)
     for p in replaced:
         print(f"alignfreeze: --overwrite: {_describe(p)} will be replaced when this run completes", file=sys.stderr)

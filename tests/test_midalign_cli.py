@@ -85,6 +85,9 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     b = tmp_path / "b"
     assert main(["midalign", "train", "--model", base, "--train", str(EN), "--layer", "2", "--out", str(b), *TRAIN]) == 0
     before = (a / "adapter_model.safetensors").read_bytes()
-    assert main(["midalign", "merge", "--model", base, "--adapters", str(a), str(b), "--out", str(a)]) == 2
-    assert "target different modules" in capsys.readouterr().err
+    m = tmp_path / "m"
+    assert main(["midalign", "merge", "--model", base, "--adapters", str(a), str(b), "--out", str(m)]) == 2
+    assert "target different modules" in capsys.readouterr().err and not m.exists()
+    assert main(["midalign", "merge", "--model", base, "--adapters", str(a), str(b), "--out", str(a), "--overwrite"]) == 2
+    assert f"is also an input of this command (--adapters {a})" in capsys.readouterr().err
     assert (a / "adapter_model.safetensors").read_bytes() == before

@@ -75,6 +75,26 @@ def test_check_outputs_policy(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_overwrite_of_a_folder_that_is_an_input_is_refused(tmp_path, capsys):
+    """The CLI sets an --overwrite folder aside while the run reads its inputs: an input that
+    is that folder, or inside it, would be gone (seen: `midalign merge --adapters a b --out a`)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text("{}")
+    other = tmp_path / "other"
+    other.mkdir()
+    for inputs, option in (([str(run), str(other)], "--adapters"), ([str(other), str(run / "adapter_config.json")],
+                                                                    "--adapters")):
+        with pytest.raises(InputError, match=rf"^{run}: is also an input of this command \({option} "):
+            check_outputs(_args(out=str(run), out_kind="folder", overwrite=True, adapters=inputs))
+    with pytest.raises(InputError, match=r"\(--base-model "):
+        check_outputs(_args(out=str(run) + "/", out_kind="folder", overwrite=True, base_model=str(run)))
+    # inputs elsewhere (or a name that is no path) are fine
+    assert check_outputs(_args(out=str(run), out_kind="folder", overwrite=True, adapters=[str(other)],
+                               model="run", limit=3)) == [run]
+    assert "will be replaced when this run completes" in capsys.readouterr().err
+
+
 def test_replacing_folder_restores_the_old_output_when_the_run_fails(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
