@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.encoding import SentenceLike
+if TYPE_CHECKING:  # annotations only: importing core.encoding imports torch, and align-eval reads its data first
+    from core.encoding import SentenceLike
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,14 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.encoding import SentenceLike
 from core.textlines import read_lines
+
+if TYPE_CHECKING:  # annotations only: importing core.encoding imports torch, and `pairs` reads its data first
+    from core.encoding import SentenceLike
 
 Link = tuple[int, int]
 ALIGNERS = ("dictionary", "eflomal", "similarity")
