@@ -316,31 +316,40 @@ def _where(df: pd.DataFrame, where) -> pd.DataFrame:
 
 def save_figure(fig, data: pd.DataFrame, out: str | Path, formats=FORMATS) -> list[Path]:
     """Write ``out`` in every format of ``formats`` and the numbers drawn (``data``) as
-    ``out``.csv, each atomically (temporary file, then rename); returns the paths."""
-    from core.io import atomic_write_text
+    ``out``.csv, all or nothing: every file is written to a temporary file next to it, and
+    only when all are complete are they renamed into place (a failure or Ctrl-C leaves the
+    old files, or none, and no temporaries). Files get the user's umask. Returns the paths."""
+    import os
+    import tempfile
+
+    from core.io import current_umask
 
     stem = Path(out)
     stem = stem.with_suffix("") if stem.suffix.lower() in (".png", ".svg", ".csv", ".pdf") else stem
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths = [stem.parent / f"{stem.name}.{ext}" for ext in (*formats, "csv")]
+    temps: list[Path] = []
     engine = fig.get_layout_engine()
     try:
-        for ext in formats:
-            p = stem.parent / f"{stem.name}.{ext}"
-            tmp = stem.parent / f".{stem.name}.tmp.{ext}"
-            try:
-                fig.savefig(tmp, dpi=150, format=ext)
-                tmp.replace(p)
-            finally:
-                tmp.unlink(missing_ok=True)
-            paths.append(p)
-            # the layout is solved on the first save; the other formats reuse it (a third faster)
-            fig.set_layout_engine("none")
+        for p in paths:
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=stem.parent)
+            temps.append(Path(tmp))
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fd, 0o666 & ~current_umask())  # not mkstemp's 0600
+                if p.suffix == ".csv":
+                    fh.write(data.to_csv(index=False).encode("utf-8"))
+                else:
+                    fig.savefig(fh, dpi=150, format=p.suffix[1:])
+                    # the layout is solved on the first save; the other formats reuse it (a third faster)
+                    fig.set_layout_engine("none")
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, p in zip(temps, paths, strict=True):
+            os.replace(tmp, p)
     finally:
         fig.set_layout_engine(engine)
-    csv = stem.parent / f"{stem.name}.csv"
-    atomic_write_text(csv, data.to_csv(index=False))
-    paths.append(csv)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
     return paths
 
 

@@ -4,6 +4,7 @@ tiny tagger."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -75,6 +76,39 @@ def test_no_warning_on_normal_use(kind, tmp_path):
         fig, data, notes = plots.figure(kind, TABLES[kind]())
         plots.save_figure(fig, data, tmp_path / kind)
     assert notes == []
+
+
+def test_a_figure_is_saved_all_or_nothing(tmp_path, monkeypatch):
+    """A failure or Ctrl-C while the formats are written leaves the old files (or none) and
+    no temporary file; the files get the user's umask, not a temporary file's 0600."""
+    fig, data, _ = plots.figure("cka", TABLES["cka"]())
+    stem = tmp_path / "fig"
+    for ext in (*plots.FORMATS, "csv"):
+        (tmp_path / f"fig.{ext}").write_text(f"old {ext}\n")
+    real = type(fig).savefig
+
+    def stop_at_pdf(self, fname, *args, format=None, **kw):  # noqa: A002 - matplotlib's name
+        if format == "pdf":
+            raise KeyboardInterrupt
+        return real(self, fname, *args, format=format, **kw)
+
+    monkeypatch.setattr(type(fig), "savefig", stop_at_pdf)
+    with pytest.raises(KeyboardInterrupt):
+        plots.save_figure(fig, data, stem)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.csv", "fig.pdf", "fig.png", "fig.svg"]
+    assert all((tmp_path / f"fig.{ext}").read_text() == f"old {ext}\n" for ext in (*plots.FORMATS, "csv"))
+    monkeypatch.setattr(type(fig), "savefig", real)
+    old = os.umask(0o027)
+    try:
+        paths = plots.save_figure(fig, data, stem)
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.csv", "fig.pdf", "fig.png", "fig.svg"] == \
+        sorted(p.name for p in paths)
+    for p in paths:
+        assert p.stat().st_mode & 0o777 == 0o640, p
+        assert p.read_bytes().startswith(MAGIC[p.suffix[1:]]) if p.suffix != ".csv" else \
+            p.read_text() == data.to_csv(index=False)
 
 
 DRAWERS = {
