@@ -171,12 +171,14 @@ def test_an_adapter_folder_gives_its_own_tokenizer_or_its_bases(tmp_path):
     from _midalign import saved_lm
     from peft import LoraConfig, get_peft_model
 
+    from core.adapters import peft_quiet
     from core.models import load_tokenizer
     from core.tiny import train_tokenizer
 
     base = saved_lm(tmp_path)
-    peft = get_peft_model(load_model(base, task="causal-lm", offline=True),
-                          LoraConfig(r=2, target_modules=["q_proj"]))
+    with peft_quiet():
+        peft = get_peft_model(load_model(base, task="causal-lm", offline=True),
+                              LoraConfig(r=2, target_modules=["q_proj"]))
     peft.save_pretrained(tmp_path / "adapter")
     adapter = tmp_path / "adapter"
     assert not (adapter / "config.json").exists() and (adapter / "adapter_config.json").is_file()
