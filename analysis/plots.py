@@ -14,6 +14,8 @@ Three layers, each in its own module:
 Tables read (KIND: columns; optional ones in brackets):
 
 - ``drift``: ``model, lang, layer, metric, value`` [``base, treebank``] (``alignfreeze drift``)
+- ``drift-lines``: the same table, drawn by layer with its interval band (``ci_low,
+  ci_high``; ±std over ``seed`` where a cell has several)
 - ``probe`` / ``forgetting``: ``model, lang, task, layer, metric, value`` [``seed, split,
   train_lang, file``] (``alignfreeze probe``)
 - ``cka``: ``layer_a, layer_b, cka`` [``model_a, model_b, n_words``] (``alignfreeze cka``)
@@ -40,6 +42,7 @@ from .plot_data import (
     cka_data,
     colour_scale,
     drift_data,
+    drift_lines_data,
     forgetting_data,
     policy_for,
     probe_data,
@@ -52,6 +55,7 @@ from .plot_draw import (
     plot_attribution,
     plot_cka,
     plot_drift,
+    plot_drift_lines,
     plot_forgetting,
     plot_probe,
     plot_retrieval,
@@ -63,11 +67,12 @@ from .plot_names import PlotInputError, change_metric, files_text, metric_info, 
 __all__ = [
     "KINDS", "FORMATS", "PlotInputError", "figure", "plot_from_tables", "save_figure", "read_tables",
     "drift_data", "probe_data", "forgetting_data", "cka_data", "typology_data", "attribution_data",
-    "retrieval_data", "scan_data", "plot_drift", "plot_probe", "plot_forgetting", "plot_cka",
+    "retrieval_data", "scan_data", "drift_lines_data", "plot_drift", "plot_drift_lines", "plot_probe",
+    "plot_forgetting", "plot_cka",
     "plot_typology", "plot_attribution", "plot_retrieval", "plot_scan",
 ]
 
-KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
+KINDS = ("drift", "drift-lines", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
 FORMATS = ("png", "svg", "pdf")
 PANEL = (4.2, 3.6)
 
@@ -131,6 +136,22 @@ def _fig_drift(table, o):
     title = _join(f"{info.label[0].upper()}{info.label[1:]} of each model against {base}, per layer",
                   files_text(table, "treebank"))
     return fig, axes, data, sc, title
+
+
+def _fig_drift_lines(table, o):
+    data = drift_lines_data(table, o["metric"], o["order"])
+    info = metric_info(str(data["metric"].iloc[0]))
+    langs = list(dict.fromkeys(data["lang"]))
+    fig, axes = _line_figure(data, langs, lambda k, ax, c: plot_drift_lines(data, k, ax, colours=c, legend=False),
+                             o, lambda k: None)
+    base = ", ".join(map(str, dict.fromkeys(data["base"]))) if "base" in data.columns else "its base model"
+    bands = set(data["band"])
+    band = _join("band: the table's interval over sentences" if "interval" in bands else "",
+                 "band: \u00b1 std over seeds" if "std over seeds" in bands else "",
+                 "no interval in the table" if bands == {""} else "")
+    title = _join(f"{info.label[0].upper()}{info.label[1:]} of each model against {base}, by layer", band,
+                  files_text(table, "treebank"))
+    return fig, axes, data, None, title
 
 
 def _fig_probe(table, o):
@@ -243,7 +264,7 @@ def _fig_scan(table, o):
     return fig, axes, data, None, _join("Layer scan: alignment of each layer", models, _seeds(table, data))
 
 
-BUILD = {"drift": _fig_drift, "probe": _fig_probe, "forgetting": _fig_forgetting, "cka": _fig_cka,
+BUILD = {"drift": _fig_drift, "drift-lines": _fig_drift_lines, "probe": _fig_probe, "forgetting": _fig_forgetting, "cka": _fig_cka,
          "typology": _fig_typology, "attribution": _fig_attribution, "retrieval": _fig_retrieval,
          "scan": _fig_scan}
 

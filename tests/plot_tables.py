@@ -27,14 +27,20 @@ def probe_table(models=STRATEGIES, seeds=(1, 2, 3), langs=LANGS, layers=range(4)
     return pd.DataFrame(rows)
 
 
-def drift_table(models=("full", "front", "back"), langs=("fr", "de"), layers=range(4)) -> pd.DataFrame:
+def drift_table(models=("full", "front", "back"), langs=("fr", "de"), layers=range(4),
+                intervals: bool = False) -> pd.DataFrame:
+    """``alignfreeze drift`` rows; with ``intervals``, ``ci_low``/``ci_high`` = value -+ 0.01 (and
+    -0.02 / +0.01: asymmetric, as a jackknife or bootstrap interval may be)."""
     rows = []
     for k, m in enumerate(models, 1):
         for j, lang in enumerate(langs):
             for lay in layers:
                 for metric, v in (("cka", 1 - 0.02 * lay * k - 0.01 * j), ("cos_dist", 0.01 * lay * k + 0.005 * j)):
-                    rows.append({"base": "e5-small", "model": m, "lang": lang, "layer": lay, "metric": metric,
-                                 "value": v, "treebank": f"{lang}_pud-ud-test.conllu"})
+                    row = {"base": "e5-small", "model": m, "lang": lang, "layer": lay, "metric": metric,
+                           "value": v, "treebank": f"{lang}_pud-ud-test.conllu"}
+                    if intervals:
+                        row.update(ci_low=v - 0.02, ci_high=v + 0.01)
+                    rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -95,6 +101,7 @@ def scan_table(models=("smollm2-135m",), layers=range(6)) -> pd.DataFrame:
 
 TABLES = {
     "drift": drift_table,
+    "drift-lines": lambda: drift_table(intervals=True),
     "probe": probe_table,
     "forgetting": probe_table,
     "cka": cka_table,

@@ -41,7 +41,7 @@ def _run(kind, table, tmp_path, capsys, *extra) -> str:
     return lines[0]
 
 
-MISSING = {"drift": "lang", "probe": "task", "forgetting": "task", "cka": "layer_b", "typology": "distance",
+MISSING = {"drift": "lang", "drift-lines": "layer", "probe": "task", "forgetting": "task", "cka": "layer_b", "typology": "distance",
            "attribution": "share", "retrieval": "direction", "scan": "metric"}
 
 
@@ -77,6 +77,9 @@ def _two(table_a: pd.DataFrame, table_b: pd.DataFrame) -> pd.DataFrame:
 # kind, table with nothing to compare, the words of the error
 NOTHING = [
     ("drift", _two(drift_table(models=("full",), langs=("fr",)), drift_table(models=("front",), langs=("de",))),
+     "'front' and 'full' share no language (front: de; full: fr)"),
+    ("drift-lines", _two(drift_table(models=("full",), langs=("fr",), intervals=True),
+                         drift_table(models=("front",), langs=("de",), intervals=True)),
      "'front' and 'full' share no language (front: de; full: fr)"),
     ("probe", _two(probe_table(models=("base",)), probe_table(models=("full",), task="pos")),
      "'full' and 'base' share no task (full: pos; base: upos)"),

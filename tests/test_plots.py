@@ -113,6 +113,7 @@ def test_a_figure_is_saved_all_or_nothing(tmp_path, monkeypatch):
 
 DRAWERS = {
     "drift": lambda d, ax: plots.plot_drift(d, "fr", ax=ax),
+    "drift-lines": lambda d, ax: plots.plot_drift_lines(d, "fr", ax=ax),
     "probe": lambda d, ax: plots.plot_probe(d, "base", "upos", ax=ax),
     "forgetting": lambda d, ax: plots.plot_forgetting(d, "full", "upos", ax=ax),
     "cka": lambda d, ax: plots.plot_cka(d, ax=ax),

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 # kept in step with analysis.plots.KINDS (not imported here: parser building stays light)
-KINDS = ("drift", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
+KINDS = ("drift", "drift-lines", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
 
 
 def register(sub) -> None:
@@ -82,7 +82,8 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "plot", help="figure from tidy table(s): PNG, SVG, PDF + the numbers drawn as CSV",
-        description="KIND: drift (layer x model per language), probe (layer x language per model, mean ± std "
+        description="KIND: drift (layer x model per language), drift-lines (drift by layer, one line per model "
+                    "with its interval band, per language), probe (layer x language per model, mean ± std "
                     "over seeds), forgetting (change vs --baseline in percentage points, diverging map centred "
                     "at 0), cka (layer x layer per model pair), typology (gain vs URIEL distance, fit line, r, p), "
                     "attribution (layer x language), retrieval (align-eval accuracy by layer), scan (decoder "
