@@ -65,7 +65,7 @@ from .plot_draw import (
 from .plot_names import PlotInputError, change_metric, files_text, metric_info, task_name
 
 __all__ = [
-    "KINDS", "FORMATS", "PlotInputError", "figure", "plot_from_tables", "save_figure", "read_tables",
+    "KINDS", "FORMATS", "PlotInputError", "figure", "plot_from_tables", "save_figure", "read_tables", "select_rows",
     "drift_data", "probe_data", "forgetting_data", "cka_data", "typology_data", "attribution_data",
     "retrieval_data", "scan_data", "drift_lines_data", "plot_drift", "plot_drift_lines", "plot_probe",
     "plot_forgetting", "plot_cka",
@@ -322,7 +322,10 @@ def read_tables(inputs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _where(df: pd.DataFrame, where) -> pd.DataFrame:
+def select_rows(df: pd.DataFrame, where) -> pd.DataFrame:
+    """Rows of ``df`` whose ``column`` equals ``value`` (compared as text, case-insensitively)
+    for every item of ``where`` (``{column: value}``); a column the table lacks, or a value
+    no row has, is a :class:`PlotInputError` naming what the table holds."""
     for col, val in (where or {}).items():
         if col not in df.columns:
             have = ", ".join(str(c) for c in df.columns if not str(c).startswith("_"))
@@ -386,7 +389,7 @@ def plot_from_tables(kind: str, inputs, out, *, metric: str | None = None, basel
     names = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     df = read_tables(names)
     try:
-        fig, data, left_out = figure(kind, _where(df, where), metric=metric, baseline=baseline, order=order,
+        fig, data, left_out = figure(kind, select_rows(df, where), metric=metric, baseline=baseline, order=order,
                                      scale=scale, title=title, size=size, mark=mark)
     except PlotInputError as e:
         raise PlotInputError(f"{', '.join(map(str, names))}: {e}") from None
