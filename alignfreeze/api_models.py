@@ -176,7 +176,7 @@ def named_models(models, *, what: str = "models", label: Callable[[str], str] | 
                 raise ValueError(f"{what}: display names must be non-empty strings, got {k!r}")
             items.append((k, *_one(v, f"{what}[{k!r}]")))
     else:
-        seq = [models] if isinstance(models, str | Path) or is_pair(models) else list(models)
+        seq = list(models) if isinstance(models, list | tuple) and not is_pair(models) else [models]
         items = []
         taken = set()
         for v in seq:

@@ -21,8 +21,8 @@ def _table(table, where):
 
 
 def _heat_scale(kind: str, data, override):
-    """The colour scale the whole figure of ``kind`` gives ``data`` (shared by every panel),
-    so that a panel drawn alone matches the same panel in the figure."""
+    """The colour scale :func:`analysis.plots.figure` gives ``data`` of ``kind`` (kept in step
+    with its builders; tests/test_facade_results.py compares the two for every kind)."""
     from analysis.plot_data import colour_scale, policy_for
     from analysis.plot_names import change_metric, metric_info
 
@@ -117,10 +117,11 @@ def plot(kind: str, table, *, ax=None, metric: str | None = None, baseline: str 
     Args:
         table: a DataFrame or the path(s) of CSV table(s).
         ax: draw ONE panel there (the table, after ``where``, must make one panel: one
-            language for drift, one model and task for probe...), with the colour scale the
-            whole figure would give it; without ``ax``, a new Figure with every panel, one
-            shared colour scale printed on it, panels in the protocol's order (baseline,
-            full, front, back) or ``order``.
+            language for drift, one model and task for probe...), exactly as the figure of
+            that table draws it (pass ``scale`` to give panels drawn on several axes one
+            colour scale); without ``ax``, a new Figure with every panel, one shared colour
+            scale printed on it, panels in the protocol's order (baseline, full, front,
+            back) or ``order``.
         metric: the metric drawn (default per kind: cka, accuracy, accuracy@1...).
         scale: ``(low, high)`` colour limits (y limits for line figures).
         where: ``{column: value}``: keep only those rows first (e.g. ``{"lang": "fr"}``).

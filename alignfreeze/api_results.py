@@ -117,7 +117,7 @@ def _manifest_row(path: Path) -> dict:
 
 def _unique_names(rows: list[dict]) -> list[str]:
     """``strategy``; ``strategy-seed`` where strategies repeat; then the base model, the
-    stage, and at last the folder, until every name is unique."""
+    stage, and at last the folder, for the rows that still share a name."""
     def name(r, depth):
         parts = [str(r["strategy"] or r["kind"] or Path(r["path"]).name)]
         if depth >= 1 and r["seed"] is not None and r["seed"] == r["seed"]:  # not NaN
@@ -130,12 +130,13 @@ def _unique_names(rows: list[dict]) -> list[str]:
             parts = [r["path"]]
         return " ".join(parts)
 
-    depth = 0
-    while True:
-        names = [name(r, depth) for r in rows]
-        if len(set(names)) == len(names) or depth >= 4:
-            return names
-        depth += 1
+    names = [name(r, 0) for r in rows]
+    for depth in range(1, 5):  # only the rows that still share a name get longer ones
+        dup = {n for n in names if names.count(n) > 1}
+        if not dup:
+            break
+        names = [name(r, depth) if n in dup else n for r, n in zip(rows, names, strict=True)]
+    return names
 
 
 def load_manifests(folder):
