@@ -30,6 +30,8 @@ def layer_scan(models, *, src, tgt=None, layers="all", limit: int = 1000, batch_
     Args:
         models: one decoder, a list, or ``{display name: model}`` (rows concatenated); a
             name/folder is shown as given, as the CLI does.
+        tgt: the target side, or several (a list, or a ``{lang: path}`` dict): one scan per
+            language pair, rows concatenated (:func:`choose_layer` averages over them).
         limit: sentence pairs used at most; ``max_length``: tokens per window (a longer
             sentence is split into windows at word boundaries and counted).
 
@@ -43,15 +45,17 @@ def layer_scan(models, *, src, tgt=None, layers="all", limit: int = 1000, batch_
     from core.parallel import read_parallel
     from realign.midalign.train import require_decoder
 
-    pairs = read_parallel(src, tgt, limit=limit)
-    src_lang, tgt_lang = _lang(src, "src"), (_lang(tgt, "tgt") if tgt else "tgt")
+    targets = list(tgt.values()) if isinstance(tgt, dict) else (list(tgt) if isinstance(tgt, list | tuple) else [tgt])
+    data = [(read_parallel(src, t, limit=limit), _lang(t, "tgt") if t else "tgt") for t in targets]
+    src_lang = _lang(src, "src")
     frames = []
     for m in named_models(models):
         m.load()
         require_decoder(m.model, m.name)
-        rows, _info = _scan(m.model, m.tokenizer, [p.src for p in pairs], [p.tgt for p in pairs], layers=layers,
-                            batch_size=batch_size, max_length=max_length)
-        frames.append(pd.DataFrame([{"model": m.name, "src": src_lang, "tgt": tgt_lang, **r} for r in rows]))
+        for pairs, tgt_lang in data:
+            rows, _info = _scan(m.model, m.tokenizer, [p.src for p in pairs], [p.tgt for p in pairs], layers=layers,
+                                batch_size=batch_size, max_length=max_length)
+            frames.append(pd.DataFrame([{"model": m.name, "src": src_lang, "tgt": tgt_lang, **r} for r in rows]))
     return pd.concat(frames, ignore_index=True)[list(SCAN_COLUMNS)]
 
 

@@ -19,6 +19,7 @@ sentences, MUSE-format dictionaries; all written for this project).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,21 @@ from typing import Any
 
 DEMO_LANGS = ("en", "fr", "de", "ru", "ar", "hi", "zh")
 """Languages of the embedded demo corpus (``core/fixtures/*_afdemo-ud-test.conllu``)."""
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' own progress bars (weights loaded, shards written) off inside the block,
+    as they were after it: our verbs say what they load and write."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(name: str | Path, *, task: str = "base", offline: bool | None = None):
@@ -38,7 +54,8 @@ def load_model(name: str | Path, *, task: str = "base", offline: bool | None = N
     """
     from core.models import load
 
-    return load(name, task=task, offline=offline)
+    with quiet_transformers():
+        return load(name, task=task, offline=offline)
 
 
 def tiny_model(family: str = "bert", *, task: str = "base", seed: int = 0, **config):

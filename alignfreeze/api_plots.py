@@ -152,8 +152,15 @@ def plot(kind: str, table, *, ax=None, metric: str | None = None, baseline: str 
 
 
 def _inline(fig) -> None:
-    """Under IPython, make sure a returned Figure renders (the inline backend registers the
-    Figure formatter when pyplot is first imported; our figures bypass pyplot)."""
-    if "IPython" not in sys.modules:
+    """In a Jupyter kernel, make a returned Figure render as an image. The inline backend
+    hooks IPython's display of Figures when its module is first imported, which pyplot does
+    only for a pyplot figure; ours are built without pyplot (nothing to close, no double
+    display), so its module is imported here, as a first ``plt.figure()`` would."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
         return
-    import matplotlib.pyplot  # noqa: F401  (registers the inline backend's Figure formatter)
+    import matplotlib
+
+    if "inline" in str(matplotlib.get_backend()):
+        import matplotlib_inline.backend_inline  # noqa: F401  (its import registers the Figure formatter)

@@ -6,11 +6,12 @@ an error that names it, never a silent reuse."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from pathlib import Path
 
-from .api_models import one_model
+from .api_models import one_model, quiet_transformers
 
 STRATEGIES = {"baseline": None, "full": "none", "front": "front", "back": "back"}
 """The four arms of the AlignFreeze protocol and their realignment freeze specs: baseline
@@ -110,4 +111,5 @@ def realign(model, pairs, *, out, freeze: str = "none", steps: int = 0, seed: in
         print(f"{out}: reused (a finished realignment of the same configuration, base and data)", file=sys.stderr)
         return out
     trained = copy.deepcopy(m.model) if m.source is None else m.model
-    return Path(_realign(cfg, model=trained, tokenizer=m.tokenizer, progress=progress))
+    with contextlib.nullcontext() if progress else quiet_transformers():
+        return Path(_realign(cfg, model=trained, tokenizer=m.tokenizer, progress=progress))

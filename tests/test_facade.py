@@ -180,6 +180,11 @@ def test_layer_scan_and_choice_are_the_cli_ones(decoder, fixtures_dir, tmp_path,
     choice = af.choose_layer(df, model=decoder)
     assert choice.layer == printed == af.choose_layer(out, n_layers=4).layer
     assert 1 <= choice.layer <= 3 and choice.runner_up is not None
+    # several targets: one scan per language pair, the same rows as one scan each
+    fr = fixtures_dir / "fr_demo-ud-test.conllu"
+    two = af.layer_scan({"tiny": af.load_model(decoder)}, src=en, tgt={"de": de, "fr": fr})
+    assert list(dict.fromkeys(two["tgt"])) == ["de", "fr"] and set(two["model"]) == {"tiny"}
+    np.testing.assert_array_equal(two[two["tgt"] == "de"]["value"], df["value"])
 
 
 def test_realign_is_the_cli_checkpoint_and_reuse_is_honest(saved, fixtures_dir, tmp_path, capsys):
