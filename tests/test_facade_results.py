@@ -170,3 +170,25 @@ def test_axes_mode_refuses_several_panels_and_figure_options():
         af.plot("drift", drift_table(), where={"nope": 1})
     af.plot("drift", drift_table(), ax=ax, where={"lang": "fr"}, scale=(0.5, 1.0), title="French")
     assert ax.collections[0].get_clim() == (0.5, 1.0) and ax.get_title() == "French"
+
+
+def test_a_returned_figure_renders_in_jupyter(tmp_path, monkeypatch):
+    """Our figures bypass pyplot; in a kernel af.plot's Figure must still show as an image,
+    once (no second copy from pyplot), and a panel on a pyplot Axes shows as pyplot's."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {tests!r})\nimport alignfreeze as af\n"
+                                          "from plot_tables import drift_table\naf.plot('drift', drift_table())"),
+                nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n"
+                                          "af.plot('drift', drift_table(), ax=ax, where={'lang': 'fr'});")]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it: one thread on shared cores
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    first = [o for o in nb.cells[0].outputs if o.output_type != "stream"]
+    assert [o.output_type for o in first] == ["execute_result"] and "image/png" in first[0]["data"]
+    second = [o for o in nb.cells[1].outputs if o.output_type != "stream"]
+    assert len(second) == 1 and "image/png" in second[0]["data"]
