@@ -262,31 +262,3 @@ def plot_scan(data: pd.DataFrame, pair: str | None = None, family: str | None = 
     if legend:
         ax.legend(fontsize=7)
     return ax
-
-
-def plot_drift_lines(data: pd.DataFrame, lang: str | None = None, ax=None, *, colours: dict | None = None,
-                     legend: bool = True):
-    """Drift of one language by layer, one line per model with its band (``low``..``high``:
-    the table's interval, or ±std over seeds) (``drift_lines_data`` output; ``lang``
-    defaults to the first)."""
-    ax = _axes(ax)
-    lang = data["lang"].iloc[0] if lang is None else lang
-    d = _rows(data, "drift-lines", lang=lang)
-    colours = colours or model_colours(d["model"])
-    for model, g in d.groupby("model", sort=False):
-        g = g.sort_values("layer")
-        ax.plot(g["layer"], g["value"], "-", color=colours[model], marker="o", ms=3, lw=1.3, label=model)
-        band = g["low"].notna() & g["high"].notna()
-        if band.any():
-            ax.fill_between(g["layer"][band], g["low"][band], g["high"][band], color=colours[model], alpha=0.18,
-                            lw=0)
-    layers = sorted(_first(d["layer"]))
-    if len(layers) <= 16:
-        ax.set_xticks(layers)
-    ax.set_xlabel(LAYER)
-    ax.grid(alpha=0.3)
-    ax.set_title(language(lang))
-    ax.set_ylabel(metric_info(str(d["metric"].iloc[0])).axis())
-    if legend:
-        ax.legend(fontsize=7)
-    return ax

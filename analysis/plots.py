@@ -7,6 +7,7 @@ Three layers, each in its own module:
   :func:`~analysis.plot_data.colour_scale`;
 - :mod:`analysis.plot_draw`: ``plot_*`` functions that only draw one panel (optional
   ``ax``, returned);
+- :mod:`analysis.plot_drift_lines`: both for the ``drift-lines`` kind (its own module);
 - this module: :func:`figure` builds a whole multi-panel figure (one shared colour scale,
   printed on it; panels in the protocol's order; real titles) and :func:`plot_from_tables`
   reads CSV tables and writes PNG, SVG, PDF and the CSV of the numbers drawn.
@@ -42,7 +43,6 @@ from .plot_data import (
     cka_data,
     colour_scale,
     drift_data,
-    drift_lines_data,
     forgetting_data,
     policy_for,
     probe_data,
@@ -55,13 +55,13 @@ from .plot_draw import (
     plot_attribution,
     plot_cka,
     plot_drift,
-    plot_drift_lines,
     plot_forgetting,
     plot_probe,
     plot_retrieval,
     plot_scan,
     plot_typology,
 )
+from .plot_drift_lines import drift_lines_data, plot_drift_lines
 from .plot_names import PlotInputError, change_metric, files_text, metric_info, task_name
 
 __all__ = [
