@@ -289,7 +289,9 @@ def probe(models, *, train, eval=(), task: str = "upos", seeds: int = 3, progres
     eval = (eval,) if isinstance(eval, str | Path) else eval
     frames, meta = [], {}
     for m in named_models(models):
-        cfg = from_dict(ProbeConfig, {**config, "model": m.source or m.name, "task": task, "train": str(train),
+        # a loaded pair has no path: a name that cannot be a folder, so no manifest is read for it
+        source = m.source or f"<loaded model {m.name}>"
+        cfg = from_dict(ProbeConfig, {**config, "model": source, "task": task, "train": str(train),
                                       "eval": tuple(str(e) for e in eval), "seeds": seeds, "model_name": m.name})
         df, meta[m.name] = run_probe(cfg, model=m.model, tokenizer=m.tokenizer, progress=progress)
         frames.append(df)

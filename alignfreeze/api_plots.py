@@ -11,12 +11,10 @@ import sys
 def _table(table, where):
     import pandas as pd
 
-    from analysis.plots import select_rows
-
-    from .api_results import read_table
+    from analysis.plots import read_tables, select_rows
 
     if not isinstance(table, pd.DataFrame):
-        table = read_table(table)
+        table = read_tables(table)  # keeps each row's file and line for the error messages
     return select_rows(table, where) if where else table
 
 

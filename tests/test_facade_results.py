@@ -192,3 +192,12 @@ def test_a_returned_figure_renders_in_jupyter(tmp_path, monkeypatch):
     assert [o.output_type for o in first] == ["execute_result"] and "image/png" in first[0]["data"]
     second = [o for o in nb.cells[1].outputs if o.output_type != "stream"]
     assert len(second) == 1 and "image/png" in second[0]["data"]
+
+
+def test_a_bad_cell_of_a_csv_is_named_by_file_and_row(tmp_path):
+    t = drift_table()
+    t["value"] = t["value"].astype(object)
+    t.loc[2, "value"] = "n/a?"  # a cka row (the default metric)
+    t.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(ValueError, match=r"column value holds 'n/a\?' \(.*d.csv, data row 3\)"):
+        af.plot("drift", tmp_path / "d.csv")
