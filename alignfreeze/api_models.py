@@ -160,6 +160,9 @@ def _one(spec, what: str) -> tuple[str | None, Any]:
     if isinstance(spec, str | Path):
         if not str(spec).strip():
             raise ValueError(f"{what}: an empty model name")
+        from core.models import check_model_name
+
+        check_model_name(spec)  # a local folder that is not there: one line now, not after the work
         return str(spec), None
     if is_pair(spec):
         return None, spec
@@ -183,7 +186,9 @@ def named_models(models, *, what: str = "models", label: Callable[[str], str] | 
     labels collide; a loaded pair as its ``name_or_path`` folder name, or ``model``.
 
     Raises ValueError when two models would share a display name (pass a dict) and for an
-    empty collection; TypeError for a value that is not a model.
+    empty collection; TypeError for a value that is not a model; FileNotFoundError (one
+    line, :func:`core.models.check_model_name`) for a local folder that is not there, before
+    anything is loaded.
     """
     label = label or (lambda s: s)
     if isinstance(models, Mapping):

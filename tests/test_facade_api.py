@@ -65,7 +65,9 @@ def test_model_arguments_are_checked(tiny_models):
 
 def test_verbs_refuse_bad_calls_before_loading(tmp_path, fixtures_dir):
     en = fixtures_dir / "en_demo-ud-test.conllu"
-    missing = str(tmp_path / "no-such-model")  # never loaded: every error below comes first
+    missing = "org/no-such-model"  # a hub name, never loaded: every error below comes first
+    with pytest.raises(FileNotFoundError, match="typo: no such local folder"):
+        af.cka(str(tmp_path / "typo"), en)
     with pytest.raises(ValueError, match="expected A, or A and B"):
         af.cka([missing, missing + "2", missing + "3"], en)
     with pytest.raises(ValueError, match="give both src and tgt"):
