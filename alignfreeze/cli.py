@@ -167,9 +167,11 @@ def error_message(e: BaseException) -> str | None:
     return " ".join(line.strip() for line in msg.splitlines() if line.strip())
 
 
-def _interrupted(args, argv: list[str]) -> str:
+def _interrupted(args, argv: list[str], before: dict | None) -> str:
     """What was saved and the exact command that resumes (commands may say more through
-    ``set_defaults(on_interrupt=callable(args, command) -> str)``)."""
+    ``set_defaults(on_interrupt=callable(args, command) -> str)``). A Ctrl-C that lands after
+    the command's outputs were put in place (``before``: :func:`_identities` of the outputs
+    when the work began) says they are complete instead of "nothing was written"."""
     command = shlex.join(["alignfreeze", *argv])
     hook = getattr(args, "on_interrupt", None)
     if hook is not None:
@@ -179,8 +181,27 @@ def _interrupted(args, argv: list[str]) -> str:
     outs = out_paths(args)
     if not outs:
         return f"nothing was written; rerun: {command}"
+    now = _identities(outs)
+    done = before is not None and all(now[o] is not None and now[o] != before.get(o) for o in outs)
+    if done:
+        return (f"the work was done before the interrupt: {', '.join(map(str, outs))} "
+                f"{'is' if len(outs) == 1 else 'are'} complete; rerun: {command}")
     return (f"nothing was written to {', '.join(map(str, outs))} (outputs are written only when complete); "
             f"rerun: {command}")
+
+
+def _identities(paths) -> dict:
+    """(device, inode) of each path, ``None`` where there is none. Writers rename a complete
+    file or folder into place and an interrupted run removes or puts back what it replaced,
+    so an output whose identity changed during the run is new and complete."""
+    ids = {}
+    for p in paths:
+        try:
+            st = p.stat()
+            ids[p] = (st.st_dev, st.st_ino)
+        except OSError:
+            ids[p] = None
+    return ids
 
 
 _SIGINT_SEEN = threading.Event()
@@ -234,13 +255,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    stderr, args, environment = sys.stderr, None, {}
+    stderr, args, environment, before = sys.stderr, None, {}, None
     try:
         args = build_parser().parse_args(argv)
         environment = _set_environment(args)
         if not sys.stderr.isatty():
             sys.stderr = _LineProgress(sys.stderr)
-        from alignfreeze.preflight import check_outputs, need_model, set_aside
+        from alignfreeze.preflight import check_outputs, need_model, out_paths, set_aside
 
         for dest in MODEL_DESTS:  # every command: a model that is not there fails now
             value = getattr(args, dest, None)
@@ -250,12 +271,13 @@ def _main(argv: list[str]) -> int:
         if preflight is not None:
             preflight(args)
         replaced = check_outputs(args)
+        before = _identities(out_paths(args))
         with set_aside(p for p in replaced if p.is_dir()):  # files are replaced atomically by their writer
             code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handlers below
         return code
     except KeyboardInterrupt:
-        what = _interrupted(args, argv) if args is not None else "nothing was done"
+        what = _interrupted(args, argv, before) if args is not None else "nothing was done"
         print(f"alignfreeze: interrupted: {what}", file=stderr, flush=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -264,7 +286,7 @@ def _main(argv: list[str]) -> int:
         return EXIT_PIPE
     except Exception as e:
         if _SIGINT_SEEN.is_set() or isinstance(e.__context__, KeyboardInterrupt):
-            what = _interrupted(args, argv) if args is not None else "nothing was done"
+            what = _interrupted(args, argv, before) if args is not None else "nothing was done"
             print(f"alignfreeze: interrupted: {what}", file=stderr, flush=True)
             return EXIT_INTERRUPTED
         msg = error_message(e)
