@@ -149,3 +149,22 @@ def test_layer_matrix_is_symmetric_with_unit_diagonal():
         for j in range(3):
             assert m[(i, j)] == pytest.approx(m[(j, i)])
     assert m[(0, 1)] == pytest.approx(naive_linear(X, Y), abs=1e-6)
+
+
+def test_stats_of_disjoint_rows_add_and_subtract():
+    X, Y = _data(6, n=90, shift=20.0)
+    shift = (X[:10].mean(0), Y[:10].mean(0))
+    a = CKAStats(shift=shift).update(X[:40], Y[:40])
+    b = CKAStats(shift=shift).update(X[40:], Y[40:])
+    both = a + b
+    assert both.n == 90
+    assert both.linear() == pytest.approx(naive_linear(X, Y), abs=1e-10)
+    assert both.debiased() == pytest.approx(naive_debiased(X, Y), abs=1e-8)
+    rest = both - a  # the leave-a-group-out statistics of a jackknife
+    assert rest.n == 50
+    assert rest.linear() == pytest.approx(naive_linear(X[40:], Y[40:]), abs=1e-10)
+    assert rest.debiased() == pytest.approx(naive_debiased(X[40:], Y[40:]), abs=1e-8)
+    with pytest.raises(ValueError, match="same shift"):
+        _ = a + CKAStats().update(X[40:], Y[40:])
+    with pytest.raises(ValueError, match="before any row"):
+        _ = CKAStats() + a

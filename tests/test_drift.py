@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from alignfreeze.cli import main
-from analysis.drift import bootstrap_cka, bootstrap_ratio, weighted_linear_cka
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +38,12 @@ def test_self_drift_is_zero(saved, fixtures_dir, tmp_path):
     out = tmp_path / "d.csv"
     tb = [str(fixtures_dir / "en_demo-ud-test.conllu"), str(fixtures_dir / "fr_demo-ud-test.conllu")]
     assert _run(["drift", "--base", str(base), "--model", str(base), "--treebank", *tb,
-                 "--bootstrap", "50", "--out", str(out)]) == 0
+                 "--ci-groups", "5", "--out", str(out)]) == 0
     df = pd.read_csv(out)
     assert set(df["lang"]) == {"en", "fr"}
     assert set(df["layer"]) == {0, 1, 2}
-    cka = df[df.metric == "cka"]
-    np.testing.assert_allclose(cka["value"], 1.0, atol=1e-6)
+    for m in ("cka", "cka_debiased"):  # identical features: every leave-out is 1 as well
+        np.testing.assert_allclose(df[df.metric == m][["value", "ci_low", "ci_high"]].to_numpy(), 1.0, atol=1e-6)
     for m in ("cos_dist", "rel_l2"):
         np.testing.assert_allclose(df[df.metric == m]["value"], 0.0, atol=1e-6)
         np.testing.assert_allclose(df[df.metric == m][["ci_low", "ci_high"]].to_numpy(), 0.0, atol=1e-6)
@@ -54,15 +53,24 @@ def test_perturbed_drift_grows_above_the_perturbed_layer(saved, fixtures_dir, tm
     base, pert = saved
     out = tmp_path / "d.csv"
     assert _run(["drift", "--base", str(base), "--model", str(pert), "--treebank",
-                 str(fixtures_dir / "en_demo-ud-test.conllu"), "--bootstrap", "100", "--out", str(out)]) == 0
+                 str(fixtures_dir / "en_demo-ud-test.conllu"), "--ci-groups", "6", "--out", str(out)]) == 0
     df = pd.read_csv(out).set_index(["metric", "layer"])
     # layers 0 and 1 are untouched (block 2 = layer index 1 in encoder.layer[1] -> hidden_states[2])
     assert df.loc[("cos_dist", 0), "value"] == pytest.approx(0.0, abs=1e-6)
     assert df.loc[("cos_dist", 1), "value"] == pytest.approx(0.0, abs=1e-6)
     assert df.loc[("cos_dist", 2), "value"] > 1e-3
     assert df.loc[("cka", 2), "value"] < 0.9999
-    lo, hi, v = df.loc[("rel_l2", 2), ["ci_low", "ci_high", "value"]]
-    assert lo <= v <= hi and hi > lo
+    for m in ("cka", "cka_debiased", "cos_dist", "rel_l2"):  # every point inside a real interval
+        lo, hi, v = df.loc[(m, 2), ["ci_low", "ci_high", "value"]]
+        assert lo <= v <= hi and hi > lo, m
+    assert df.loc[("cka", 2), "ci_high"] <= 1.0 and df.loc[("cos_dist", 2), "ci_low"] >= 0.0
+    # the same groups and numbers again with the same seed; no intervals with --ci-groups 0
+    out2 = tmp_path / "d2.csv"
+    assert _run(["drift", "--base", str(base), "--model", str(pert), "--treebank",
+                 str(fixtures_dir / "en_demo-ud-test.conllu"), "--ci-groups", "0", "--out", str(out2)]) == 0
+    df2 = pd.read_csv(out2).set_index(["metric", "layer"])
+    assert df2["ci_low"].isna().all() and df2["ci_high"].isna().all()
+    np.testing.assert_allclose(df2["value"], df.loc[df2.index, "value"], rtol=1e-5, atol=1e-7)
 
 
 def test_mismatched_base_refused_unless_forced(saved, fixtures_dir, tmp_path, capsys):
@@ -75,7 +83,7 @@ def test_mismatched_base_refused_unless_forced(saved, fixtures_dir, tmp_path, ca
     shutil.copytree(pert, ck)
     write_manifest(ck, {"kind": "realign", "base_model": {"name": "other", "weight_hash": "0" * 64}})
     tb = str(fixtures_dir / "en_demo-ud-test.conllu")
-    args = ["drift", "--base", str(base), "--model", str(ck), "--treebank", tb, "--bootstrap", "0",
+    args = ["drift", "--base", str(base), "--model", str(ck), "--treebank", tb, "--ci-groups", "0",
             "--out", str(tmp_path / "d.csv")]
     assert _run(args) == 2
     assert "weight_hash" in capsys.readouterr().err
@@ -95,7 +103,7 @@ def test_matching_manifest_accepted(saved, fixtures_dir, tmp_path, capsys):
     shutil.copytree(pert, ck)
     write_manifest(ck, {"kind": "realign", "base_model": {"name": "b", "weight_hash": base_weight_hash(load(str(base))[0])}})
     assert _run(["drift", "--base", str(base), "--model", str(ck), "--treebank",
-                 str(fixtures_dir / "en_demo-ud-test.conllu"), "--bootstrap", "0", "--out", str(tmp_path / "d.csv")]) == 0
+                 str(fixtures_dir / "en_demo-ud-test.conllu"), "--ci-groups", "0", "--out", str(tmp_path / "d.csv")]) == 0
     assert "matches" in capsys.readouterr().err
 
 
@@ -110,31 +118,3 @@ def test_empty_layer_selection_and_bad_output(saved, fixtures_dir, tmp_path, cap
     assert "0..2" in capsys.readouterr().err
     assert _run(["drift", "--base", str(base), "--model", str(base), "--treebank", str(tmp_path / "none.conllu"),
                  "--out", str(tmp_path / "d.csv")]) == 2
-
-
-def test_weighted_cka_with_unit_weights_is_linear_cka():
-    from analysis.cka import linear_cka
-
-    rng = np.random.default_rng(1)
-    X, Y = rng.normal(size=(40, 6)), rng.normal(size=(40, 4))
-    Y[:, :2] += X[:, :2]
-    w = np.ones((40, 1))
-    assert weighted_linear_cka(X, Y, w)[0] == pytest.approx(linear_cka(X, Y, precision="float64"), abs=1e-10)
-    # integer weights = duplicated rows
-    k = rng.integers(0, 3, 40)
-    k[0] = 1
-    rep = np.repeat(np.arange(40), k)
-    assert weighted_linear_cka(X, Y, k[:, None].astype(float))[0] == pytest.approx(
-        linear_cka(X[rep], Y[rep], precision="float64"), abs=1e-10)
-
-
-def test_bootstrap_intervals_are_seeded_and_bracket():
-    rng = np.random.default_rng(0)
-    num, den = rng.random(50), np.full(50, 1.0)
-    a = bootstrap_ratio(num, den, 200, seed=3)
-    assert a == bootstrap_ratio(num, den, 200, seed=3)
-    assert a[0] < num.mean() < a[1]
-    X = rng.normal(size=(60, 5))
-    Y = X + 0.3 * rng.normal(size=(60, 5))
-    lo, hi = bootstrap_cka(X, Y, np.arange(60) // 3, 100, seed=0)
-    assert 0 < lo < hi <= 1
