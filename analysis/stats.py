@@ -9,13 +9,14 @@ import pandas as pd
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str], value: str = "value") -> pd.DataFrame:
-    """Mean, std (ddof=1, 0 for one row) and count of ``value`` per group ``by``."""
+    """Mean, std (ddof=1; NaN, i.e. n/a, for a group of one row) and count of ``value`` per
+    group ``by``. The rows of a group must be replicates (seeds): a std over other things (two
+    treebanks of one language, several layers) is not a sampling spread."""
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
         raise ValueError(f"summarize: table lacks column(s) {missing}")
     g = df.groupby(list(by))[value]
-    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.count()}).reset_index()
-    return out
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()}).reset_index()
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

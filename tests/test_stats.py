@@ -51,7 +51,7 @@ def test_summarize_mean_std():
     df = pd.DataFrame({"lang": ["en", "en", "fr"], "value": [1.0, 3.0, 2.0]})
     out = summarize(df, ["lang"]).set_index("lang")
     assert out.loc["en", "mean"] == 2.0 and out.loc["en", "std"] == pytest.approx(np.sqrt(2))
-    assert out.loc["fr", "std"] == 0.0 and out.loc["fr", "n"] == 1
+    assert np.isnan(out.loc["fr", "std"]) and out.loc["fr", "n"] == 1  # one row: no spread (n/a)
 
 
 def test_correlate_spearman():

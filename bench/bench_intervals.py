@@ -1,0 +1,222 @@
+"""Coverage of the drift intervals against a KNOWN population value, before and after.
+
+Data: :class:`analysis.simulate.ClusteredPair` — Gaussian base/checkpoint word vectors with a
+closed-form population linear CKA, a share of the variance common to the words of a
+sentence (as in contextual features), sentence lengths 1 + Poisson(19). Population cosine
+distance and relative L2 change come from a 2,000,000-word independent sample.
+
+Each repetition draws a fresh treebank and runs the drift code of a real run
+(:func:`analysis.simulate.simulate_drift`: random sentence groups, streamed chunks,
+``LayerDrift``). Methods:
+
+- **new** (this code): CKA and debiased CKA by a delete-a-group jackknife over G random
+  groups of sentences on all words, bias-corrected, widened to contain the point; cosine/L2
+  by a leave-one-sentence-out jackknife;
+- **old** (the code before, re-implemented here for the comparison): percentile bootstrap
+  (1,000 replicates) of biased linear CKA on a seeded subsample of whole sentences of at
+  most 1,000 words, the point being the full-data CKA; percentile bootstrap over sentences
+  for cosine/L2; no interval for debiased CKA.
+
+Reported: coverage of the truth (with its Monte-Carlo standard error), the share of points
+inside their own interval, the mean width, and the plug-in's mean error. Also the cost of
+the jackknife: time of a drift accumulation with intervals vs without (same data, same
+run) and the float32 bytes the groups hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _results import write_section  # noqa: E402
+
+from analysis.simulate import ClusteredPair, simulate_drift  # noqa: E402
+
+METRICS = ("cka", "cka_debiased", "cos_dist", "rel_l2")
+
+
+# ----------------------------------------------------------------- the old method, for comparison
+def _old_weighted_cka(X, Y, W):
+    X = X - X.mean(0)
+    Y = Y - Y.mean(0)
+    K, L = X @ X.T, Y @ Y.T
+    nw = W.sum(0)
+    KW, LW = K @ W, L @ W
+
+    def hsic(A, AW, B, BW):
+        return (W * ((A * B) @ W)).sum(0) - 2 * (W * AW * BW).sum(0) / nw + (W * AW).sum(0) * (W * BW).sum(0) / nw ** 2
+
+    xy, xx, yy = hsic(K, KW, L, LW), hsic(K, KW, K, KW), hsic(L, LW, L, LW)
+    return xy / np.sqrt(xx * yy)
+
+
+def old_cka_interval(X, Y, lengths, seed=0, max_words=1000, n_boot=1000, level=0.95):
+    """The previous drift CKA interval: percentile bootstrap on a <= 1,000-word subsample."""
+    rng = np.random.default_rng(seed)
+    keep, total = [], 0
+    for s in rng.permutation(len(lengths)):
+        if total + lengths[s] <= max_words:
+            keep.append(s)
+            total += lengths[s]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    rows = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in keep])
+    inv = np.repeat(np.arange(len(keep)), lengths[keep])
+    Xs, Ys = X[rows].astype(np.float64), Y[rows].astype(np.float64)
+    vals = []
+    for a in range(0, n_boot, 250):
+        r = min(250, n_boot - a)
+        counts = np.stack([np.bincount(rng.integers(0, len(keep), len(keep)), minlength=len(keep))
+                           for _ in range(r)], 1)
+        vals.append(_old_weighted_cka(Xs, Ys, counts[inv].astype(np.float64)))
+    v = np.concatenate(vals)
+    q = (1 - level) / 2
+    return float(np.quantile(v, q)), float(np.quantile(v, 1 - q))
+
+
+def old_ratio_interval(num, den, seed=0, n_boot=1000, level=0.95):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(num), size=(n_boot, len(num)))
+    v = num[idx].sum(1) / den[idx].sum(1)
+    q = (1 - level) / 2
+    return float(np.quantile(v, q)), float(np.quantile(v, 1 - q))
+
+
+def per_sentence(X, Y, lengths):
+    """Per-sentence sums of cosine distance and relative L2 change (what LayerDrift keeps)."""
+    nx, ny = np.linalg.norm(X, axis=1), np.linalg.norm(Y, axis=1)
+    cos = 1 - (X * Y).sum(1) / (nx * ny)
+    rel = np.linalg.norm(Y - X, axis=1) / nx
+    sent = np.repeat(np.arange(len(lengths)), lengths)
+    S = len(lengths)
+    return np.bincount(sent, cos, S), np.bincount(sent, rel, S), lengths.astype(np.float64)
+
+
+# ---------------------------------------------------------------------------- the experiment
+def run_scenario(sc: ClusteredPair, n_sentences: int, reps: int, groups: list[int], old: bool, seed: int = 0):
+    truth = {"cka": sc.truth, "cka_debiased": sc.truth, **sc.reference()}
+    res: dict[tuple[str, str], list] = {}
+    rng = np.random.default_rng(seed)
+    t_new = t_old = 0.0
+    for r in range(reps):
+        state = rng.bit_generator.state
+        for G in groups:
+            rng.bit_generator.state = state  # the same treebank for every method
+            t = time.perf_counter()
+            rows = simulate_drift(sc, rng, n_sentences, ci_groups=G, chunk_sentences=256, seed=r)
+            t_new += time.perf_counter() - t
+            for m in METRICS:
+                res.setdefault((f"new, G={G}", m), []).append(
+                    (rows[m]["value"], rows[m]["ci_low"], rows[m]["ci_high"]))
+        if old:
+            rng.bit_generator.state = state
+            X, Y, lengths = sc.draw(rng, n_sentences)
+            t = time.perf_counter()
+            lo, hi = old_cka_interval(X, Y, lengths, seed=r)
+            cos, rel, cnt = per_sentence(X.astype(np.float64), Y.astype(np.float64), lengths)
+            res.setdefault(("old", "cka"), []).append((rows["cka"]["value"], lo, hi))
+            for m, s in (("cos_dist", cos), ("rel_l2", rel)):
+                lo, hi = old_ratio_interval(s, cnt, seed=r)
+                res.setdefault(("old", m), []).append((s.sum() / cnt.sum(), lo, hi))
+            t_old += time.perf_counter() - t
+    table = []
+    for (method, m), v in res.items():
+        v = np.asarray(v)
+        val, lo, hi = v.T
+        cover = np.mean((lo <= truth[m]) & (truth[m] <= hi))
+        table.append({"method": method, "metric": m, "coverage": cover,
+                      "mc_se": np.sqrt(max(cover * (1 - cover), 1e-12) / len(v)),
+                      "inside": np.mean((lo <= val) & (val <= hi)), "width": np.mean(hi - lo),
+                      "error": np.mean(val) - truth[m], "truth": truth[m]})
+    return table, t_new, t_old
+
+
+def cost(dim: int, n_sentences: int, groups: int) -> dict:
+    """Seconds of one drift accumulation (one layer) with and without intervals, and the
+    bytes held by the jackknife groups."""
+    sc = ClusteredPair(dim=dim, decay=1.0, noise=0.5, seed=9)
+    times = {0: [], groups: []}
+    for k in range(3):
+        for G in (0, groups) if k % 2 == 0 else (groups, 0):
+            t = time.perf_counter()
+            simulate_drift(sc, np.random.default_rng(k), n_sentences, ci_groups=G, chunk_sentences=512)
+            times[G].append(time.perf_counter() - t)
+    from analysis.intervals import GroupedCKA
+
+    gc = GroupedCKA()
+    X, Y, _ = sc.draw(np.random.default_rng(0), 50)
+    for g in range(groups):
+        gc.update(X, Y, g)
+    gc.intervals()
+    n_words = int(20 * n_sentences)
+    return {"dim": dim, "words": n_words, "t0": float(np.median(times[0])), "t1": float(np.median(times[groups])),
+            "bytes": gc.nbytes}
+
+
+SCENARIOS = [
+    # name, scenario, sentences, repetitions factor
+    ("anisotropic, d=64, 100 sentences", ClusteredPair(dim=64, decay=1.0, noise=1.0, within=0.3, seed=1), 100, 1.0),
+    ("flat, d=64, 100 sentences", ClusteredPair(dim=64, decay=0.0, noise=1.0, within=0.3, seed=2), 100, 1.0),
+    ("near-identical (CKA ~0.99), d=64, 100 sentences",
+     ClusteredPair(dim=64, decay=1.0, noise=0.1, within=0.3, seed=3), 100, 1.0),
+    ("anisotropic, d=64, 12 sentences (the demo's size)",
+     ClusteredPair(dim=64, decay=1.0, noise=1.0, within=0.3, seed=4), 12, 1.0),
+    ("anisotropic, d=384, 1,000 sentences (a PUD file, e5-small's width)",
+     ClusteredPair(dim=384, decay=1.0, noise=1.0, within=0.3, seed=5), 1000, 0.5),
+    ("flat, d=384, 1,000 sentences", ClusteredPair(dim=384, decay=0.0, noise=1.0, within=0.3, seed=6), 1000, 0.5),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=200, help="repetitions per scenario (halved for the d=384 ones)")
+    ap.add_argument("--groups", type=int, nargs="+", default=[10, 20], help="jackknife groups G to compare")
+    ap.add_argument("--no-old", action="store_true", help="skip the old method")
+    ap.add_argument("--only", type=int, nargs="*", default=None, help="scenario indices to run")
+    args = ap.parse_args()
+    lines = []
+    t_all = time.perf_counter()
+    for k, (name, sc, S, f) in enumerate(SCENARIOS):
+        if args.only is not None and k not in args.only:
+            continue
+        reps = max(20, int(args.reps * f))
+        table, t_new, t_old = run_scenario(sc, S, reps, args.groups, not args.no_old)
+        lines.append(f"\n### {name}: {reps} draws, population CKA {sc.truth:.4f}\n")
+        lines.append("| method | metric | coverage (MC se) | point inside | mean width | plug-in error |")
+        lines.append("|---|---|---:|---:|---:|---:|")
+        order = {m: i for i, m in enumerate(METRICS)}
+        for row in sorted(table, key=lambda r: (order[r["metric"]], r["method"])):
+            lines.append(f"| {row['method']} | {row['metric']} | {row['coverage']:.3f} ({row['mc_se']:.3f}) | "
+                         f"{row['inside']:.2f} | {row['width']:.5f} | {row['error']:+.5f} |")
+        print("\n".join(lines[-len(table) - 3:]), flush=True)
+    c = cost(384, 1000, 10)
+    c768 = cost(768, 250, 10)
+    body = f"""## Drift intervals: coverage of a known population value (before / after)
+
+`analysis.simulate.ClusteredPair`: Gaussian word vectors with a closed-form population
+linear CKA; 30% of the variance shared by the words of a sentence; sentences of 1 + Poisson(19)
+words; eigenvalues ~ 1/(i+1) (*anisotropic*, like real layers) or equal (*flat*). Population
+cosine distance and relative L2 change: a 2,000,000-word independent sample. Each draw is a fresh
+treebank through the drift code of a real run. **new**: delete-a-group jackknife over G random
+sentence groups on all words (CKA), leave-one-sentence-out (cosine, L2), bias-corrected,
+widened to contain the point. **old**: percentile bootstrap of biased CKA on a 1,000-word
+subsample (the point: all words); percentile bootstrap over sentences for cosine/L2; no
+interval for debiased CKA. Target: coverage >= 0.90 of 95% intervals, every point inside.
+{"".join(x + chr(10) for x in lines)}
+Cost of the jackknife (one layer, one checkpoint; median of 3 alternating runs):
+d = 384, {c["words"]:,} words: {c["t1"]:.2f} s with 10 groups vs {c["t0"]:.2f} s without (**{c["t1"] / c["t0"]:.2f}x**),
+groups hold {c["bytes"] / 2**20:.1f} MB; d = 768, {c768["words"]:,} words: {c768["t1"] / c768["t0"]:.2f}x, {c768["bytes"] / 2**20:.1f} MB
+per layer and checkpoint (10 x float32 (d(d+1) + d^2) numbers: 13 layers x 768 dims = {13 * c768["bytes"] / 2**30:.2f} GB per checkpoint).
+Total bench time {time.perf_counter() - t_all:.0f} s.
+"""
+    print(body)
+    write_section("intervals", body)
+
+
+if __name__ == "__main__":
+    main()
