@@ -98,8 +98,9 @@ def per_sentence(X, Y, lengths):
 
 
 # ---------------------------------------------------------------------------- the experiment
-def run_scenario(sc: ClusteredPair, n_sentences: int, reps: int, groups: list[int], old: bool, seed: int = 0):
-    truth = {"cka": sc.truth, "cka_debiased": sc.truth, **sc.reference()}
+def run_scenario(sc: ClusteredPair, n_sentences: int, reps: int, groups: list[int], old_reps: int, seed: int = 0):
+    truth = {"cka": sc.truth, "cka_debiased": sc.truth,
+             **sc.reference(2_000_000 if sc.dim <= 128 else 300_000)}
     res: dict[tuple[str, str], list] = {}
     rng = np.random.default_rng(seed)
     t_new = t_old = 0.0
@@ -113,7 +114,7 @@ def run_scenario(sc: ClusteredPair, n_sentences: int, reps: int, groups: list[in
             for m in METRICS:
                 res.setdefault((f"new, G={G}", m), []).append(
                     (rows[m]["value"], rows[m]["ci_low"], rows[m]["ci_high"]))
-        if old:
+        if r < old_reps:
             rng.bit_generator.state = state
             X, Y, lengths = sc.draw(rng, n_sentences)
             t = time.perf_counter()
@@ -137,25 +138,34 @@ def run_scenario(sc: ClusteredPair, n_sentences: int, reps: int, groups: list[in
 
 
 def cost(dim: int, n_sentences: int, groups: int) -> dict:
-    """Seconds of one drift accumulation (one layer) with and without intervals, and the
-    bytes held by the jackknife groups."""
+    """Seconds of one drift accumulation + rows (one layer, chunks of 512 sentences) with and
+    without intervals on the same drawn data (median of 3 alternating runs), and the bytes
+    held by the jackknife groups."""
+    from analysis.drift import LayerDrift
+    from analysis.intervals import GroupedCKA, sentence_groups
+
     sc = ClusteredPair(dim=dim, decay=1.0, noise=0.5, seed=9)
-    times = {0: [], groups: []}
+    X, Y, lengths = sc.draw(np.random.default_rng(0), n_sentences)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    times: dict[int, list] = {0: [], groups: []}
+    held = 0
     for k in range(3):
         for G in (0, groups) if k % 2 == 0 else (groups, 0):
+            order, group = sentence_groups(n_sentences, max(G, 1), seed=k)
+            chunks = []
+            for a in range(0, n_sentences, 512):
+                sents = order[a:a + 512]
+                rows = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in sents])
+                chunks.append((X[rows], Y[rows], np.concatenate([[0], np.cumsum(lengths[sents])]), group[a:a + 512]))
             t = time.perf_counter()
-            simulate_drift(sc, np.random.default_rng(k), n_sentences, ci_groups=G, chunk_sentences=512)
+            acc = LayerDrift(GroupedCKA(precision="mixed", keep_groups=G > 1))
+            for x, y, off, grp in chunks:
+                acc.update(x, y, off, np.ones(len(x), dtype=bool), grp)
+            acc.rows(intervals=G > 0)
             times[G].append(time.perf_counter() - t)
-    from analysis.intervals import GroupedCKA
-
-    gc = GroupedCKA()
-    X, Y, _ = sc.draw(np.random.default_rng(0), 50)
-    for g in range(groups):
-        gc.update(X, Y, g)
-    gc.intervals()
-    n_words = int(20 * n_sentences)
-    return {"dim": dim, "words": n_words, "t0": float(np.median(times[0])), "t1": float(np.median(times[groups])),
-            "bytes": gc.nbytes}
+            held = max(held, acc.cka.nbytes)
+    return {"dim": dim, "words": len(X), "t0": float(np.median(times[0])), "t1": float(np.median(times[groups])),
+            "bytes": held}
 
 
 SCENARIOS = [
@@ -176,7 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=200, help="repetitions per scenario (halved for the d=384 ones)")
     ap.add_argument("--groups", type=int, nargs="+", default=[10, 20], help="jackknife groups G to compare")
-    ap.add_argument("--no-old", action="store_true", help="skip the old method")
+    ap.add_argument("--old-reps", type=int, default=50, help="draws per scenario for the (slow) old method")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="scenario indices to run")
     args = ap.parse_args()
     lines = []
@@ -185,8 +195,9 @@ def main() -> None:
         if args.only is not None and k not in args.only:
             continue
         reps = max(20, int(args.reps * f))
-        table, t_new, t_old = run_scenario(sc, S, reps, args.groups, not args.no_old)
-        lines.append(f"\n### {name}: {reps} draws, population CKA {sc.truth:.4f}\n")
+        table, t_new, t_old = run_scenario(sc, S, reps, args.groups, args.old_reps)
+        lines.append(f"\n### {name}: {reps} draws ({min(reps, args.old_reps)} for old), "
+                     f"population CKA {sc.truth:.4f}\n")
         lines.append("| method | metric | coverage (MC se) | point inside | mean width | plug-in error |")
         lines.append("|---|---|---:|---:|---:|---:|")
         order = {m: i for i, m in enumerate(METRICS)}
@@ -195,7 +206,7 @@ def main() -> None:
                          f"{row['inside']:.2f} | {row['width']:.5f} | {row['error']:+.5f} |")
         print("\n".join(lines[-len(table) - 3:]), flush=True)
     c = cost(384, 1000, 10)
-    c768 = cost(768, 250, 10)
+    c768 = cost(768, 1000, 10)
     body = f"""## Drift intervals: coverage of a known population value (before / after)
 
 `analysis.simulate.ClusteredPair`: Gaussian word vectors with a closed-form population
@@ -208,10 +219,12 @@ widened to contain the point. **old**: percentile bootstrap of biased CKA on a 1
 subsample (the point: all words); percentile bootstrap over sentences for cosine/L2; no
 interval for debiased CKA. Target: coverage >= 0.90 of 95% intervals, every point inside.
 {"".join(x + chr(10) for x in lines)}
-Cost of the jackknife (one layer, one checkpoint; median of 3 alternating runs):
-d = 384, {c["words"]:,} words: {c["t1"]:.2f} s with 10 groups vs {c["t0"]:.2f} s without (**{c["t1"] / c["t0"]:.2f}x**),
-groups hold {c["bytes"] / 2**20:.1f} MB; d = 768, {c768["words"]:,} words: {c768["t1"] / c768["t0"]:.2f}x, {c768["bytes"] / 2**20:.1f} MB
-per layer and checkpoint (10 x float32 (d(d+1) + d^2) numbers: 13 layers x 768 dims = {13 * c768["bytes"] / 2**30:.2f} GB per checkpoint).
+Cost of the jackknife (drift statistics of one layer and checkpoint, accumulation + rows, same data,
+median of 3 alternating runs): d = 384, {c["words"]:,} words: {c["t1"]:.2f} s with 10 groups vs {c["t0"]:.2f} s
+without (**{c["t1"] / c["t0"]:.2f}x**), the groups hold {c["bytes"] / 2**20:.1f} MB; d = 768, {c768["words"]:,} words:
+{c768["t1"]:.2f} s vs {c768["t0"]:.2f} s (**{c768["t1"] / c768["t0"]:.2f}x**), {c768["bytes"] / 2**20:.1f} MB per layer and checkpoint
+(13 layers x 768 dims: {13 * c768["bytes"] / 2**30:.2f} GB per checkpoint). In a real run these statistics are a small
+part of the time next to the forward passes (bench section *drift*).
 Total bench time {time.perf_counter() - t_all:.0f} s.
 """
     print(body)
