@@ -40,7 +40,10 @@ def paired_test(df: pd.DataFrame, *, condition: str, a: str, b: str, match: Sequ
     ``["seed", "lang"]``); within each group of ``by`` (e.g. ``["layer"]``), the differences
     ``b - a`` get a paired t-test and a Wilcoxon signed-rank test (scipy). ``correction="holm"``
     adds Holm-adjusted p-values over the groups. Returns one row per group with
-    ``n, mean_a, mean_b, mean_diff, std_diff, t, p_t, w, p_wilcoxon`` (+ ``*_holm``).
+    ``n, mean_a, mean_b, mean_diff, std_diff, t, p_t, w, p_wilcoxon`` (+ ``*_holm``);
+    ``std_diff`` and the t-test are NaN below two matched units. Several rows of one unit
+    (e.g. two treebanks of a language) are averaged into one value first, so a unit is
+    never counted twice.
     """
     from scipy import stats
 
@@ -64,7 +67,7 @@ def paired_test(df: pd.DataFrame, *, condition: str, a: str, b: str, match: Sequ
         d = (g["b"] - g["a"]).to_numpy()
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)) if by else {}
         row.update(n=len(d), mean_a=g["a"].mean(), mean_b=g["b"].mean(), mean_diff=d.mean(),
-                   std_diff=d.std(ddof=1) if len(d) > 1 else 0.0)
+                   std_diff=d.std(ddof=1) if len(d) > 1 else float("nan"))
         if len(d) >= 2 and np.any(d != d[0]):
             t = stats.ttest_rel(g["b"], g["a"])
             row.update(t=float(t.statistic), p_t=float(t.pvalue))

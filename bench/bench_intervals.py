@@ -26,11 +26,15 @@ run) and the float32 bytes the groups hold.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # spinning BLAS threads on a
+    os.environ.setdefault(_v, "1")  # shared machine cost 10x the CPU (measured); set before numpy loads
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -188,7 +192,11 @@ def main() -> None:
     ap.add_argument("--groups", type=int, nargs="+", default=[10, 20], help="jackknife groups G to compare")
     ap.add_argument("--old-reps", type=int, default=50, help="draws per scenario for the (slow) old method")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="scenario indices to run")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     lines = []
     t_all = time.perf_counter()
     for k, (name, sc, S, f) in enumerate(SCENARIOS):

@@ -4,7 +4,10 @@ Tasks:
 
 - ``upos``: token-level linear probes (one per layer, fitted together) trained on the
   ``train`` treebank and evaluated on it (held-out sentences) and zero-shot on every
-  ``eval`` treebank; with ``control=True`` also the control task and the selectivity.
+  ``eval`` treebank; with ``control=True`` also the control task and the selectivity,
+  on the training language's splits only (where they are defined). With two or more
+  seeds, each seed's probe trains on a bootstrap resample of the training sentences, so
+  seeds are independent replicates (L-BFGS from zeros is deterministic).
 - ``translation``: sentence-level translation matching between the ``train`` (pivot)
   CoNLL-U file and each ``eval`` file, joined on ``sent_id`` (PUD layout); with
   ``pair_probe=True`` also a linear translation-pair probe per seed.

@@ -33,6 +33,17 @@ def test_paired_test_detects_a_planted_shift_only_where_planted():
     assert out.loc[1, "p_t_holm"] >= out.loc[1, "p_t"]
 
 
+def test_paired_test_one_unit_per_match_and_no_spread_from_one():
+    df = _table(0.05)
+    # a second treebank of every (lang, seed): averaged into the same unit, not a new one
+    twice = pd.concat([df, df.assign(value=df["value"] + 0.0)], ignore_index=True)
+    out = paired_test(twice, condition="strategy", a="full", b="front", match=["lang", "seed"], by=["layer"])
+    assert list(out["n"]) == [15, 15]
+    one = paired_test(df[(df.lang == "en") & (df.seed == 1)], condition="strategy", a="full", b="front",
+                      match=["lang", "seed"], by=["layer"]).set_index("layer")
+    assert one.loc[1, "n"] == 1 and np.isnan(one.loc[1, "std_diff"]) and np.isnan(one.loc[1, "p_t"])
+
+
 def test_paired_test_errors():
     df = _table(0.0)
     with pytest.raises(ValueError, match="no rows"):
