@@ -253,3 +253,73 @@ def test_cka_cli(saved_model, fixtures_dir, tmp_path):
     df2 = pd.read_csv(out)
     np.testing.assert_allclose(df2.sort_values(["layer_a", "layer_b"])["cka"].to_numpy(),
                                df.sort_values(["layer_a", "layer_b"])["cka"].to_numpy(), atol=1e-6)
+
+
+class TableVectors(WordVectors):
+    """A stand-in extractor with a given vector per word form (one layer)."""
+
+    layers = (0,)
+
+    def __init__(self, table: dict):
+        self.table = table
+        self.dim = len(next(iter(table.values())))
+
+    def _vec(self, word: str) -> np.ndarray:
+        return np.asarray(self.table[word], dtype=float)
+
+    def extract(self, sentences):
+        from core.features import WordFeatures
+
+        words = [w for s in sentences for w in s]
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])])
+        return WordFeatures(self.layers, {0: np.stack([self._vec(w) for w in words])}, offsets,
+                            np.ones(len(words), bool), "first")
+
+
+def test_align_eval_rows_are_scored_and_labelled_as_named():
+    """Source words sit near a hub target word: cosine retrieval picks the hub, CSLS does not;
+    every row says which score, candidates, centring and direction it measured."""
+    d = 6
+    table = {f"s{k}": np.eye(d)[k] + 0.6 for k in range(d)} | {f"t{k}": np.eye(d)[k] for k in range(d)}
+    table |= {"sh": np.ones(d) + 0.1 * np.eye(d)[0], "th": np.ones(d)}
+    linked = [LinkedPair(str(k), [f"s{k}"], [f"t{k}"], [(0, 0)]) for k in range(d)]
+    linked.append(LinkedPair("hub", ["sh"], ["th"], [(0, 0)]))
+    rows = align_eval(TableVectors(table), linked_pairs=linked, csls_k=3)
+    got = {(r["score"], r["centred"], r["candidates"], r["direction"]): r["value"] for r in rows}
+    assert len(got) == len(rows) == 2 * 2 * 2 * 2
+    assert {r["metric"] for r in rows} == {"accuracy@1"} and {r["n"] for r in rows} == {d + 1}
+    X = np.stack([table[f"s{k}"] for k in range(d)] + [table["sh"]])
+    Y = np.stack([table[f"t{k}"] for k in range(d)] + [table["th"]])
+    for score, k in (("cosine", 0), ("csls", 3)):
+        for centred in (False, True):
+            ref = {(r["candidates"], r["direction"]): r["value"] for r in word_retrieval(X, Y, csls_k=k, centre=centred)}
+            for (cand, direction), v in ref.items():
+                assert got[(score, centred, cand, direction)] == v, (score, centred, cand, direction)
+    assert got[("cosine", False, "weak", "src->tgt")] == pytest.approx(1 / 7)  # every query takes the hub
+    assert got[("csls", False, "weak", "src->tgt")] == 1.0  # CSLS discounts it
+    assert got[("cosine", True, "weak", "src->tgt")] > got[("cosine", False, "weak", "src->tgt")]
+    # no CSLS rows when k = 0; sentence rows are labelled too
+    assert {r["score"] for r in align_eval(TableVectors(table), linked_pairs=linked, csls_k=0)} == {"cosine"}
+    pairs, _, _ = _permuted_pairs()
+    sent = align_eval(WordVectors(), sentence_pairs=pairs)
+    assert {(r["task"], r["candidates"], r["score"], r["centred"]) for r in sent} == {("sentence", "all", "cosine", False)}
+    assert {r["direction"] for r in sent} == {"src->tgt", "tgt->src"}
+
+
+def test_alignment_errors_name_the_problem():
+    with pytest.raises(ValueError, match="differ in shape"):
+        word_retrieval(np.ones((3, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="no queries"):
+        retrieval_accuracy(np.ones((0, 2)), np.ones((3, 2)), np.arange(0))
+
+    class NoValid(WordVectors):
+        def extract(self, sentences):
+            wf = super().extract(sentences)
+            wf.valid[:] = False
+            return wf
+
+    _, linked, _ = _permuted_pairs(2, 3)
+    with pytest.raises(ValueError, match="no linked word has a representation"):
+        align_eval(NoValid(), linked_pairs=linked)
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        align_eval(WordVectors())
