@@ -134,8 +134,10 @@ def drift_rows(base_extractor, model_extractors: dict, sentences: Sequence, lang
         if ex.layers != layers:
             raise ValueError(f"{name}: layers {ex.layers} differ from the base's {layers} "
                              "(models with different depths cannot be compared layer by layer)")
-    if ci_groups < 0:
-        raise ValueError(f"ci_groups must be >= 0 (0: no intervals), got {ci_groups}")
+    if ci_groups < 0 or ci_groups == 1:
+        raise ValueError(f"ci_groups must be 0 (no intervals) or at least 2 (jackknife groups), got {ci_groups}")
+    if not 0 < level < 1:
+        raise ValueError(f"the interval level must be in (0, 1), e.g. 0.95; got {level}")
     sentences = list(sentences)
     if not sentences:
         raise ValueError(f"{lang}: no sentences")

@@ -118,3 +118,14 @@ def test_empty_layer_selection_and_bad_output(saved, fixtures_dir, tmp_path, cap
     assert "0..2" in capsys.readouterr().err
     assert _run(["drift", "--base", str(base), "--model", str(base), "--treebank", str(tmp_path / "none.conllu"),
                  "--out", str(tmp_path / "d.csv")]) == 2
+
+
+def test_interval_options_are_checked_before_any_work(saved, fixtures_dir, tmp_path, capsys):
+    base, _ = saved
+    tb = str(fixtures_dir / "en_demo-ud-test.conllu")
+    for opt, val, msg in (("--ci-groups", "1", "at least 2"), ("--ci-groups", "-3", "at least 2"),
+                          ("--ci-level", "95", "in (0, 1)")):
+        assert _run(["drift", "--base", str(base), "--model", str(base), "--treebank", tb, opt, val,
+                     "--out", str(tmp_path / "d.csv")]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "d.csv").exists()
