@@ -119,7 +119,15 @@ def linear_cka(X, Y, *, block_rows: int = 2048, precision: str = "mixed") -> flo
     if precision not in ("mixed", "float64"):
         raise ValueError(f"precision must be 'mixed' or 'float64', not {precision!r}")
     X, Y = _pair(X, Y)
-    sxx, syy, sxy = _gram_blocks(_centre(X, precision), _centre(Y, precision), block_rows, precision)
+    Xc, Yc = _centre(X, precision), _centre(Y, precision)
+    sxx, syy, sxy = _gram_blocks(Xc, Yc, block_rows, precision)
+    # float32 centring leaves a residual mean (the float64 mean rounded to float32): remove it
+    # exactly, in float64, from the products (what CKAStats.centred does)
+    n = X.shape[0]
+    rx, ry = Xc.mean(0, dtype=np.float64), Yc.mean(0, dtype=np.float64)
+    sxx -= n * np.outer(rx, rx)
+    syy -= n * np.outer(ry, ry)
+    sxy -= n * np.outer(rx, ry)
     num = float((sxy * sxy).sum())
     den = float((sxx * sxx).sum()) * float((syy * syy).sum())
     return _ratio(num, den, "linear_cka")
