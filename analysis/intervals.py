@@ -13,33 +13,37 @@ group ``g`` and ``theta_(.)`` their mean. Then::
     interval = (theta - bias) +- t_{G-1, (1+level)/2} * se,  widened to contain theta,
                clipped to the metric's range (CKA [0, 1], cosine distance [0, 2], L2 >= 0)
 
-The bias term matters for CKA: the plug-in (biased-HSIC) linear CKA of ``n`` words is
-biased upwards by O(d_eff / n), and on sentence-clustered words even the unbiased-HSIC
-("debiased") CKA is biased (its correction assumes independent rows). With the sentence
-as the unit, the jackknife removes the O(1/sentences) term of both. Where that bias
-exceeds the sampling error, the bias-corrected interval does not contain the plug-in value;
-it is then widened up to the value, so the interval always contains the reported point
-and, as measured by simulation (``bench/bench_intervals.py``, ``tests/test_intervals.py``),
-still covers the population value at the nominal rate.
+CKA: the plug-in (biased-HSIC) linear CKA of ``n`` words is biased upwards by O(d_eff / n),
+and on sentence-clustered words the unbiased-HSIC ("debiased") CKA is biased too, because
+its correction treats every pair of distinct words as independent. Both can be off by many
+standard errors (flat spectra, few words per dimension, strong sentence effects). The
+interval is therefore built on :func:`group_u_cka`: the unbiased HSIC estimator of Song et
+al. (2012) with the G random groups of sentences, not the words, as the independent units
+(only word tuples from different groups enter), which is unbiased whatever the dependence
+inside a sentence. Its delete-a-group jackknife gives the bias-corrected t interval for the
+population CKA; the ``cka`` and ``cka_debiased`` rows both estimate that one population
+value, so both carry that interval, widened to contain their own value. Where a plug-in is
+biased by more than its sampling error, its value sits at one end of a lopsided interval.
+Coverage is measured by simulation (``bench/bench_intervals.py``, ``tests/test_intervals.py``).
 
 For CKA the groups are ``G`` random groups of whole sentences (:class:`GroupedCKA`: one
 set of d x d statistics per group, so memory is ``G`` times that of one
 :class:`~analysis.cka.CKAStats`, kept in float32). For ratios of per-sentence sums (mean
 cosine distance, mean relative L2 change: :func:`ratio_interval`) every sentence is its own
-group (leave-one-sentence-out), which costs nothing.
+group (leave-one-sentence-out), which costs nothing; their bias is O(1/sentences) and the
+jackknife removes it.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .cka import CKAStats, CKAWarning
+from .cka import CKAStats
 
-__all__ = ["GroupedCKA", "Interval", "jackknife_interval", "ratio_interval", "sentence_groups"]
+__all__ = ["GroupedCKA", "Interval", "group_u_cka", "jackknife_interval", "ratio_interval", "sentence_groups"]
 
 _SYMMETRIC = ("sxx", "syy")  # stored as their upper triangle
 
@@ -241,28 +245,129 @@ class GroupedCKA:
     def intervals(self, level: float = 0.95) -> dict[str, Interval]:
         """``{"cka": Interval, "cka_debiased": Interval}`` over all rows seen.
 
-        The values are those of :meth:`CKAStats.linear` / :meth:`CKAStats.debiased` on all
-        rows (``cka_debiased`` is NaN below 4 rows). The intervals are NaN with fewer than 2
-        groups, or when a leave-one-group-out estimate is degenerate (e.g. constant
-        features, or fewer than 4 rows left for the debiased estimator).
+        The values are those of :meth:`CKAStats.linear` (plug-in) and
+        :meth:`CKAStats.debiased` (unbiased HSIC, NaN below 4 rows) on all rows. Both estimate
+        the same population CKA, so both rows share one interval for it
+        (:meth:`population_interval`), each widened to contain its own value. NaN bounds
+        when there is no interval (fewer than 5 groups, or a degenerate estimate).
         """
         self._seal()
         if self.total is None or self.total.n == 0:
             raise ValueError("no rows accumulated")
-        stats = {"cka": (CKAStats.linear, 1)}
+        values = {"cka": self.total.linear()}
         if self.debiased_terms:
-            stats["cka_debiased"] = (CKAStats.debiased, 4)
+            values["cka_debiased"] = self.total.debiased() if self.total.n >= 4 else float("nan")
+        pop = self.population_interval(level)
+        out = {}
+        for m, v in values.items():
+            if not (np.isfinite(pop.low) and np.isfinite(v)):
+                out[m] = Interval(v, float("nan"), float("nan"))
+                continue
+            centre = pop.value - pop.bias
+            out[m] = Interval(v, float(min(pop.low, v)), float(max(pop.high, v)), pop.se, v - centre)
+        return out
+
+    def population_interval(self, level: float = 0.95) -> Interval:
+        """Interval for the population linear CKA from the groups as independent units.
+
+        ``value`` is the group U-statistic CKA (:func:`group_u_cka`: unbiased HSIC from words
+        of DIFFERENT groups only, so sentence-level dependence cannot bias it); the interval
+        is its delete-a-group jackknife (bias-corrected, ``t`` with G - 1 degrees of freedom).
+        Needs 5 groups (each leave-one-out estimate needs 4).
+        """
+        self._seal()
         nan = float("nan")
-        values = {m: f(self.total) if self.total.n >= k else nan for m, (f, k) in stats.items()}
-        groups = list(self._sealed.values())
-        loo: dict[str, list[float]] = {m: [] for m in stats}
-        if self.keep_groups and len(groups) >= 2:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", CKAWarning)
-                for g in groups:
-                    rest = self.total - g.expand(self.total)
-                    for m, (f, k) in stats.items():
-                        loo[m].append(f(rest) if rest.n >= k else nan)
-            if any(issubclass(w.category, CKAWarning) for w in caught):
-                loo = {m: [nan] for m in stats}  # a degenerate leave-out: no interval
-        return {m: jackknife_interval(values[m], loo[m], level, (0.0, 1.0)) for m in stats}
+        groups = [g for g in self._sealed.values() if g.n > 0]
+        if not self.keep_groups or len(groups) < 5 or self.total is None:
+            return Interval(nan, nan, nan)
+        value, loo = group_u_cka(groups, self.total)
+        return jackknife_interval(value, loo, level, (0.0, 1.0))
+
+
+# ------------------------------------------------------------------- group U-statistic CKA
+def _distinct2(A: np.ndarray, w: np.ndarray) -> float:
+    """``sum_{g != h} A[g, h] w_g w_h``."""
+    Aw = A * np.outer(w, w)
+    return float(Aw.sum() - np.trace(Aw))
+
+
+def _distinct3(W: np.ndarray, w: np.ndarray) -> float:
+    """``sum over pairwise distinct g, h, k of W[g, h, k] w_g w_h w_k`` (inclusion-exclusion)."""
+    Ww = W * w[:, None, None] * w[None, :, None] * w[None, None, :]
+    return float(Ww.sum() - np.einsum("ggk->", Ww) - np.einsum("ghg->", Ww) - np.einsum("ghh->", Ww)
+                 + 2 * np.einsum("ggg->", Ww))
+
+
+def _distinct4(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> float:
+    """``sum over pairwise distinct g, h, k, l of A[g, h] B[k, l]`` (symmetric A, B), as in the
+    unbiased HSIC of Song et al. (2012) with groups for indices."""
+    A0, B0 = A * np.outer(w, w), B * np.outer(w, w)
+    np.fill_diagonal(A0, 0.0)
+    np.fill_diagonal(B0, 0.0)
+    return float(A0.sum() * B0.sum() - 4 * (A0.sum(1) * B0.sum(1)).sum() + 2 * (A0 * B0).sum())
+
+
+def _hsic_parts(M: np.ndarray, Sa: np.ndarray, Sb: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Group-level pieces of the linear-kernel HSIC: ``<M_g, M_h>``, ``Sa_h^T M_g Sb_k`` and the
+    Gram matrices of the group sums."""
+    gram = np.einsum("gij,hij->gh", M, M)
+    W = np.einsum("hi,gki->ghk", Sa, np.einsum("gij,kj->gki", M, Sb))
+    return gram, W, Sa @ Sa.T, Sb @ Sb.T
+
+
+def _hsic(parts: tuple[np.ndarray, ...], n: np.ndarray, w: np.ndarray) -> float:
+    """The average over word 4-tuples (i, j, q, r) from 4 distinct groups of
+    ``k_ij l_ij + k_ij l_qr - 2 k_ij l_iq`` (groups with ``w = 0`` left out). Every term is
+    averaged over the SAME tuples, which keeps the estimator invariant to a shift of the
+    features: a pair (i, j) is counted once per (q, r) that completes it, a triple once per r."""
+    gram, W, Ka, Kb = parts
+    nw = n * w
+    N, s2 = nw.sum(), (nw * nw).sum()
+    pair = (N - nw[:, None] - nw[None, :]) ** 2 - (s2 - nw[:, None] ** 2 - nw[None, :] ** 2)
+    triple = N - nw[:, None, None] - nw[None, :, None] - nw[None, None, :]
+    nn = np.outer(n, n)
+    tuples = _distinct4(nn, nn, w)
+    if tuples <= 0:
+        return float("nan")
+    return (_distinct2(gram * pair, w) - 2 * _distinct3(W * triple, w) + _distinct4(Ka, Kb, w)) / tuples
+
+
+def group_u_cka(groups: list, template: CKAStats) -> tuple[float, np.ndarray]:
+    """Linear CKA from the unbiased HSIC estimator with GROUPS as the independent units, and
+    its leave-one-group-out values.
+
+    For linear kernels, ``HSIC = E[k12 l12] - 2 E[k13 l12] + E[k12 l34]`` over independent
+    draws (Song et al. 2012, whose unbiased estimator averages the symmetrised kernel over
+    all 4-tuples of distinct words). Here the average runs over the word 4-tuples whose
+    words come from 4 DIFFERENT groups: group-level sums give it exactly
+    (``sum_{g != h} <M_g, M_h>`` with ``M_g = sum x y^T`` over group g, ``Sx_h^T M_g Sy_k``
+    over distinct g, h, k, products of group-sum Gram matrices over 4 distinct groups, each
+    weighted by the number of tuples that complete it). Words of different groups come from
+    different sentences, hence are independent: the estimator is unbiased for HSIC however
+    strongly the words of a sentence depend on each other (the word-level unbiased
+    estimator is not). With one word per group it is Song et al.'s estimator. Cost:
+    O(G^2 d^2) from the per-group statistics.
+
+    Args:
+        groups: the sealed groups (each with ``n`` and float32/float64 ``data``), >= 5.
+        template: the total statistics (for the shift and feature sizes).
+
+    Returns:
+        ``(cka, leave_one_out)``; NaN where an HSIC of x or y is not positive.
+    """
+    G = len(groups)
+    n = np.array([g.n for g in groups], dtype=np.float64)
+    full = [g.expand(template) for g in groups]
+    sx = np.stack([f.sx for f in full])
+    sy = np.stack([f.sy for f in full])
+    parts = {}
+    for key, name, a, b in (("xy", "sxy", sx, sy), ("xx", "sxx", sx, sx), ("yy", "syy", sy, sy)):
+        parts[key] = _hsic_parts(np.stack([getattr(f, name) for f in full]), a, b)
+    del full
+
+    def cka(w: np.ndarray) -> float:
+        xy, xx, yy = (_hsic(parts[k], n, w) for k in ("xy", "xx", "yy"))
+        return float(xy / np.sqrt(xx * yy)) if xx > 0 and yy > 0 else float("nan")
+
+    ones = np.ones(G)
+    return cka(ones), np.array([cka(np.where(np.arange(G) == g, 0.0, 1.0)) for g in range(G)])
