@@ -42,6 +42,11 @@ def test_self_drift_is_zero(saved, fixtures_dir, tmp_path):
     df = pd.read_csv(out)
     assert set(df["lang"]) == {"en", "fr"}
     assert set(df["layer"]) == {0, 1, 2}
+    from core.conllu import read_conllu
+
+    n_sent = len(list(read_conllu(tb[0])))
+    assert (df[df.lang == "en"]["n_sentences"] == n_sent).all()
+    assert (df[df.lang == "en"]["n_words"] == sum(len(s) for s in read_conllu(tb[0]))).all()
     for m in ("cka", "cka_debiased"):  # identical features: every leave-out is 1 as well
         np.testing.assert_allclose(df[df.metric == m][["value", "ci_low", "ci_high"]].to_numpy(), 1.0, atol=1e-6)
     for m in ("cos_dist", "rel_l2"):
@@ -86,7 +91,8 @@ def test_mismatched_base_refused_unless_forced(saved, fixtures_dir, tmp_path, ca
     args = ["drift", "--base", str(base), "--model", str(ck), "--treebank", tb, "--ci-groups", "0",
             "--out", str(tmp_path / "d.csv")]
     assert _run(args) == 2
-    assert "weight_hash" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "weight_hash" in err and "'other'" in err and "--force" in err
     assert not (tmp_path / "d.csv").exists()
     assert _run([*args, "--force"]) == 0
     assert (tmp_path / "d.csv").exists()
@@ -129,3 +135,60 @@ def test_interval_options_are_checked_before_any_work(saved, fixtures_dir, tmp_p
                      "--out", str(tmp_path / "d.csv")]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "d.csv").exists()
+
+
+class TableExtractor:
+    """A stand-in WordFeatureExtractor: the vector of a word is looked up in a table; words in
+    ``invalid`` were reached by no sub-word (valid False)."""
+
+    def __init__(self, table: dict, invalid=(), layers=(0,), chunks_short: bool = False):
+        self.table, self.invalid, self.layers, self.short = table, set(invalid), tuple(layers), chunks_short
+
+    def iter_chunks(self, sentences, chunk_sentences=512):
+        from core.features import WordFeatures
+
+        sentences = list(sentences)
+        for a in range(0, len(sentences) - (1 if self.short else 0), chunk_sentences):
+            part = sentences[a:a + chunk_sentences]
+            words = [w for s in part for w in s]
+            feats = np.stack([self.table[w] for w in words]).astype(np.float32)
+            yield WordFeatures(self.layers, {lay: feats for lay in self.layers},
+                               np.concatenate([[0], np.cumsum([len(s) for s in part])]),
+                               np.array([w not in self.invalid for w in words]), "first")
+
+
+def _world():
+    rng = np.random.default_rng(3)
+    sents = [["a0", "a1", "a2"], ["b0"], ["c0", "c1"], ["d0", "d1"], ["e0", "e1", "e2"], ["f0"]]
+    base = {w: rng.normal(size=4) for s in sents for w in s}
+    base["a1"] *= 0.1  # a small vector is not a zero vector
+    ckpt = {w: v + 0.3 * rng.normal(size=4) for w, v in base.items()}
+    ckpt["c1"] = np.zeros(4)  # a zero vector in the checkpoint: left out, with a warning
+    invalid = {"d0", "d1"}  # no sub-word reached them: sentence d has no usable word
+    return sents, base, ckpt, invalid
+
+
+def test_drift_rows_count_and_average_only_usable_words(capsys):
+    from analysis.drift import drift_rows
+
+    sents, base, ckpt, invalid = _world()
+    rows = drift_rows(TableExtractor(base, invalid), {"ck": TableExtractor(ckpt, invalid)}, sents, "xx",
+                      ci_groups=3, chunk_sentences=2)
+    by = {r["metric"]: r for r in rows}
+    used = [w for s in sents for w in s if w not in invalid and w != "c1"]
+    assert {r["n_words"] for r in rows} == {len(used)} and {r["n_sentences"] for r in rows} == {5}
+    cos = np.mean([1 - base[w] @ ckpt[w] / np.linalg.norm(base[w]) / np.linalg.norm(ckpt[w]) for w in used])
+    rel = np.mean([np.linalg.norm(ckpt[w] - base[w]) / np.linalg.norm(base[w]) for w in used])
+    assert by["cos_dist"]["value"] == pytest.approx(cos, rel=1e-5)
+    assert by["rel_l2"]["value"] == pytest.approx(rel, rel=1e-5)
+    assert "layer 0: 1 word(s) with a zero vector" in capsys.readouterr().err
+    # a narrower level gives a narrower interval around the same value
+    wide = {r["metric"]: r for r in drift_rows(TableExtractor(base, invalid), {"ck": TableExtractor(ckpt, invalid)},
+                                                 sents, "xx", ci_groups=3, level=0.99)}
+    for m in ("cos_dist", "rel_l2"):
+        assert wide[m]["ci_high"] - wide[m]["ci_low"] > by[m]["ci_high"] - by[m]["ci_low"] > 0
+    with pytest.raises(ValueError, match="no word has a representation in both models"):
+        drift_rows(TableExtractor(base, set(base)), {"ck": TableExtractor(ckpt)}, sents, "xx")
+    with pytest.raises(ValueError):  # a checkpoint stream that ends early is never truncated silently
+        drift_rows(TableExtractor(base), {"ck": TableExtractor(ckpt, chunks_short=True)}, sents, "xx",
+                   chunk_sentences=1)
