@@ -175,6 +175,16 @@ def test_two_treebanks_of_a_language_are_one_value_per_seed():
     assert s.loc[("full", "fr"), "treebanks"] == "fr_gsd-ud-test.conllu+fr_pud-ud-test.conllu"
     assert s.loc[("front", "fr"), "std"] == 0.0  # identical seeds; the treebank spread is not a std
     assert s.loc[("front", "fr"), "beats_full"]  # 0.91 - 0.83 = 0.08 > std_full 0.028
+    # ONE seed with two treebanks of a language: one value, not two replicates, so no std and
+    # no marks (a std over the two treebanks would be 0.0141 here and 'front' would "beat" full)
+    one = summary_table(_rows({"full": (0.80,), "front": (0.90,)}, langs=(("fr", 0.0),), files=files))
+    one = one.set_index(["strategy", "lang"])
+    assert (one["n_seeds"] == 1).all() and one["std"].isna().all()
+    assert one.loc[("front", "fr"), "mean"] == pytest.approx(0.91)
+    assert pd.isna(one.loc[("front", "fr"), "beats_full"]) and pd.isna(one.loc[("front", "fr"), "beats_baseline"])
+    assert one.loc[("front", "fr"), "delta_vs_full"] == pytest.approx(0.10)
+    md = format_table(one.reset_index(), ["full", "front"])
+    assert "| fr | 81.0 ± n/a | 91.0 ± n/a |" in md and "| front | n/a | n/a | n/a | n/a |" in md
     # a seed that saw another treebank set is not mixed with the others
     extra = _rows({"full": (0.5,)}, langs=(("fr", 0.0),), files={"fr": ["fr_gsd-ud-test.conllu"]}).assign(seed=3)
     s2 = summary_table(pd.concat([_rows(values, langs=(("fr", 0.0),), files=files), extra]))
