@@ -12,13 +12,15 @@ layer, whatever the number of words). Cosine and L2 are reduced per sentence (su
 word counts).
 
 Intervals: the sentences are put in a seeded random order and split into ``ci_groups``
-groups contiguous in that order, so the stream fills one group at a time. CKA intervals
-are a delete-a-group jackknife over those groups, computed from per-group d x d statistics
-of the FULL data (:class:`analysis.intervals.GroupedCKA`: ``ci_groups`` float32 copies of
-the statistics per layer and checkpoint); cosine and L2 intervals are a
-leave-one-sentence-out jackknife of the per-sentence sums. Every interval contains its
-point estimate and covers the population value at the nominal rate in simulation
-(docs/analysis.md, bench/RESULTS.md).
+groups contiguous in that order, so the stream fills one group at a time. The CKA interval
+is the delete-a-group jackknife of the group U-statistic CKA (unbiased HSIC over word
+4-tuples from 4 distinct groups: :func:`analysis.intervals.group_u_cka`), computed from
+per-group d x d statistics of the FULL data (:class:`analysis.intervals.GroupedCKA`:
+``ci_groups`` float32 copies of the statistics per layer and checkpoint; at least 5 groups)
+and widened to contain the row's own value (plug-in or debiased CKA); cosine and L2
+intervals are a leave-one-sentence-out jackknife of the per-sentence sums. Every interval
+contains its point estimate and covers the population value at the nominal rate in
+simulation (docs/analysis.md, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 from .intervals import GroupedCKA, ratio_interval, sentence_groups
 
 METRICS = ("cka", "cka_debiased", "cos_dist", "rel_l2")
+MIN_GROUPS = 5  # the group U-statistic CKA needs 4 groups in each leave-one-out estimate
 
 
 # ---------------------------------------------------------------------------- base check
@@ -126,16 +129,18 @@ def drift_rows(base_extractor, model_extractors: dict, sentences: Sequence, lang
 
     ``model_extractors`` maps a model label to a :class:`WordFeatureExtractor` with the
     same layers and pooling as ``base_extractor``. ``ci_groups``: random groups of sentences
-    of the CKA jackknife (0: no intervals at all; memory grows with it, see the module
-    doc); ``level``: interval coverage; ``seed``: the random order that forms the groups.
+    of the CKA jackknife (0: no intervals at all; else at least 5; memory grows with it, see
+    the module doc; fewer than 5 groups with usable words, e.g. a 4-sentence treebank, give
+    CKA rows without an interval, with a warning on stderr); ``level``: interval coverage; ``seed``: the random order that forms the groups.
     """
     layers = base_extractor.layers
     for name, ex in model_extractors.items():
         if ex.layers != layers:
             raise ValueError(f"{name}: layers {ex.layers} differ from the base's {layers} "
                              "(models with different depths cannot be compared layer by layer)")
-    if ci_groups < 0 or ci_groups == 1:
-        raise ValueError(f"ci_groups must be 0 (no intervals) or at least 2 (jackknife groups), got {ci_groups}")
+    if ci_groups < 0 or 0 < ci_groups < MIN_GROUPS:
+        raise ValueError(f"ci_groups must be 0 (no intervals) or at least {MIN_GROUPS} (the CKA interval's group "
+                         f"U-statistic needs 4 groups left when one is deleted), got {ci_groups}")
     if not 0 < level < 1:
         raise ValueError(f"the interval level must be in (0, 1), e.g. 0.95; got {level}")
     sentences = list(sentences)
@@ -161,6 +166,9 @@ def drift_rows(base_extractor, model_extractors: dict, sentences: Sequence, lang
         start += S
     rows = []
     for (name, lay), a in acc.items():
+        if ci_groups and a.cka.n_groups < MIN_GROUPS and lay == layers[0]:
+            print(f"warning: {name} {lang}: {a.cka.n_groups} sentence group(s) with usable words "
+                  f"({len(sentences)} sentences): CKA rows have no interval (needs {MIN_GROUPS})", file=sys.stderr)
         if a.zero_norm:
             print(f"warning: {name} {lang} layer {lay}: {a.zero_norm} word(s) with a zero vector "
                   "left out of the drift metrics", file=sys.stderr)

@@ -9,9 +9,10 @@ Each repetition draws a fresh treebank and runs the drift code of a real run
 (:func:`analysis.simulate.simulate_drift`: random sentence groups, streamed chunks,
 ``LayerDrift``). Methods:
 
-- **new** (this code): CKA and debiased CKA by a delete-a-group jackknife over G random
-  groups of sentences on all words, bias-corrected, widened to contain the point; cosine/L2
-  by a leave-one-sentence-out jackknife;
+- **new** (this code): CKA and debiased CKA share one interval, the delete-a-group jackknife
+  of the group U-statistic CKA over G random groups of sentences (unbiased HSIC over word
+  4-tuples from 4 distinct groups, all words), bias-corrected, widened to contain each
+  row's value; cosine/L2 by a leave-one-sentence-out jackknife;
 - **old** (the code before, re-implemented here for the comparison): percentile bootstrap
   (1,000 replicates) of biased linear CKA on a seeded subsample of whole sentences of at
   most 1,000 words, the point being the full-data CKA; percentile bootstrap over sentences
@@ -221,9 +222,10 @@ def main() -> None:
 linear CKA; 30% of the variance shared by the words of a sentence; sentences of 1 + Poisson(19)
 words; eigenvalues ~ 1/(i+1) (*anisotropic*, like real layers) or equal (*flat*). Population
 cosine distance and relative L2 change: a 2,000,000-word independent sample. Each draw is a fresh
-treebank through the drift code of a real run. **new**: delete-a-group jackknife over G random
-sentence groups on all words (CKA), leave-one-sentence-out (cosine, L2), bias-corrected,
-widened to contain the point. **old**: percentile bootstrap of biased CKA on a 1,000-word
+treebank through the drift code of a real run. **new**: CKA and debiased CKA share one
+interval, the delete-a-group jackknife of the group U-statistic CKA (unbiased HSIC over word
+4-tuples from 4 distinct random sentence groups, all words), bias-corrected, widened to
+contain each row's value; leave-one-sentence-out for cosine and L2. **old**: percentile bootstrap of biased CKA on a 1,000-word
 subsample (the point: all words); percentile bootstrap over sentences for cosine/L2; no
 interval for debiased CKA. Target: coverage >= 0.90 of 95% intervals, every point inside.
 {"".join(x + chr(10) for x in lines)}

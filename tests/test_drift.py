@@ -129,8 +129,8 @@ def test_empty_layer_selection_and_bad_output(saved, fixtures_dir, tmp_path, cap
 def test_interval_options_are_checked_before_any_work(saved, fixtures_dir, tmp_path, capsys):
     base, _ = saved
     tb = str(fixtures_dir / "en_demo-ud-test.conllu")
-    for opt, val, msg in (("--ci-groups", "1", "at least 2"), ("--ci-groups", "-3", "at least 2"),
-                          ("--ci-level", "95", "in (0, 1)")):
+    for opt, val, msg in (("--ci-groups", "1", "at least 5"), ("--ci-groups", "4", "at least 5"),
+                          ("--ci-groups", "-3", "at least 5"), ("--ci-level", "95", "in (0, 1)")):
         assert _run(["drift", "--base", str(base), "--model", str(base), "--treebank", tb, opt, val,
                      "--out", str(tmp_path / "d.csv")]) == 2
         assert msg in capsys.readouterr().err
@@ -173,7 +173,7 @@ def test_drift_rows_count_and_average_only_usable_words(capsys):
 
     sents, base, ckpt, invalid = _world()
     rows = drift_rows(TableExtractor(base, invalid), {"ck": TableExtractor(ckpt, invalid)}, sents, "xx",
-                      ci_groups=3, chunk_sentences=2)
+                      ci_groups=5, chunk_sentences=2)
     by = {r["metric"]: r for r in rows}
     used = [w for s in sents for w in s if w not in invalid and w != "c1"]
     assert {r["n_words"] for r in rows} == {len(used)} and {r["n_sentences"] for r in rows} == {5}
@@ -181,10 +181,19 @@ def test_drift_rows_count_and_average_only_usable_words(capsys):
     rel = np.mean([np.linalg.norm(ckpt[w] - base[w]) / np.linalg.norm(base[w]) for w in used])
     assert by["cos_dist"]["value"] == pytest.approx(cos, rel=1e-5)
     assert by["rel_l2"]["value"] == pytest.approx(rel, rel=1e-5)
-    assert "layer 0: 1 word(s) with a zero vector" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "layer 0: 1 word(s) with a zero vector" in err
+    assert "no interval" not in err or np.isnan(by["cka"]["ci_low"])
+    # four sentences cannot make the 5 groups a CKA interval needs: no interval, and it is said
+    few = {r["metric"]: r for r in drift_rows(TableExtractor(base), {"ck": TableExtractor(ckpt)}, sents[:4], "xx",
+                                               ci_groups=10)}
+    assert np.isnan(few["cka"]["ci_low"]) and np.isnan(few["cka_debiased"]["ci_high"])
+    assert np.isfinite(few["cos_dist"]["ci_low"])  # leave-one-sentence-out needs 2 sentences
+    assert "ck xx: 4 sentence group(s) with usable words (4 sentences): CKA rows have no interval" \
+        in capsys.readouterr().err
     # a narrower level gives a narrower interval around the same value
     wide = {r["metric"]: r for r in drift_rows(TableExtractor(base, invalid), {"ck": TableExtractor(ckpt, invalid)},
-                                                 sents, "xx", ci_groups=3, level=0.99)}
+                                                 sents, "xx", ci_groups=5, level=0.99)}
     for m in ("cos_dist", "rel_l2"):
         assert wide[m]["ci_high"] - wide[m]["ci_low"] > by[m]["ci_high"] - by[m]["ci_low"] > 0
     with pytest.raises(ValueError, match="no word has a representation in both models"):
