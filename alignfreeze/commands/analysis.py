@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s), glob(s) or UD folder(s)")
     _common(p)
     p.add_argument("--ci-groups", type=int, default=10,
-                   help="random groups of sentences for the CKA jackknife intervals (0: no intervals); "
+                   help="random groups of sentences for the CKA jackknife intervals (0: no intervals; else at least 5); "
                         "memory: this many float32 copies of the d x d statistics per layer and model")
     p.add_argument("--ci-level", type=float, default=0.95, help="coverage of the intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the random sentence groups")
