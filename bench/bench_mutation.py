@@ -47,6 +47,7 @@ MODULES = {
             ["tests/test_cka.py", "tests/test_drift.py", "tests/test_intervals.py"]),
     "drift": (["analysis/drift.py"], ["tests/test_drift.py"], ["tests/test_drift.py", "tests/test_intervals.py"]),
     "intervals": (["analysis/intervals.py"], None, ["tests/test_intervals.py", "tests/test_drift.py"]),
+    "stats": (["analysis/stats.py"], ["tests/test_stats.py"], ["tests/test_stats.py"]),
     "alignment": (["analysis/alignment.py"], ["tests/test_alignment_eval.py"], ["tests/test_alignment_eval.py"]),
     "probing": (["probing/*"], PROBING_TESTS, PROBING_TESTS),
     "losses": (["realign/losses.py"], ["tests/test_losses.py"], ["tests/test_losses.py"]),
