@@ -129,6 +129,37 @@ def run(name: str, ref: str, sample: int, seed: int, children: int) -> dict:
     return summary
 
 
+def rerun(name: str, ref: str, children: int) -> dict:
+    """Run the survivors of a finished run again on a fresh export of ``ref`` (new tests; the
+    module itself unchanged, so the mutants keep their names); killed mutants stay killed.
+    The summary records both passes."""
+    dest = SCRATCH / name
+    first = json.loads((dest / "summary.json").read_text())
+    again = [n for n, s in first["status"].items() if s in ("survived", "no tests", "missing")]
+    module, when = name.rsplit("-", 1)
+    only, before, after = MODULES[module]
+    fresh = SCRATCH / f"{name}-rerun"
+    if fresh.exists():
+        import shutil
+
+        shutil.rmtree(fresh)
+    export(ref, fresh)
+    configure(fresh, only, before if when == "before" else after)
+    subprocess.run([mutmut_bin(), "run", "--max-children", str(children), "__none__"], cwd=fresh,
+                   capture_output=True, env=_env())
+    print(f"{name}: re-running {len(again)} survivors of {first['ref']} on {ref}", flush=True)
+    subprocess.run(["nice", "-n", "5", mutmut_bin(), "run", "--max-children", str(children), *again], cwd=fresh,
+                   capture_output=True, env=_env())
+    got = results(fresh)
+    status = {**first["status"], **{n: got.get(n, "missing") for n in again}}
+    (dest / "survivors.txt").write_text("\n".join(n for n, s in status.items() if s in ("survived", "no tests")))
+    summary = {**first, "status": status, "first_pass": first["status"], "scratch_rerun": str(fresh),
+               "ref": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref],
+                                     capture_output=True, text=True).stdout.strip(), "first_ref": first["ref"]}
+    (dest / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
 def rate(summary: dict) -> tuple[int, int, float, float]:
     st = list(summary["status"].values())
     survived = sum(s in ("survived", "no tests") for s in st)
@@ -174,12 +205,14 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=50, help="mutants per run (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--children", type=int, default=2)
+    ap.add_argument("--rerun", action="store_true",
+                    help="re-run only the survivors of the finished --runs on a fresh export (after new tests)")
     ap.add_argument("--report", action="store_true", help="write the RESULTS.md section from finished runs")
     ap.add_argument("--notes", default="", help="markdown appended to the section (equivalent mutants...)")
     args = ap.parse_args()
     for name in args.runs:
-        s = run(name, args.before_ref if name.endswith("-before") else args.after_ref, args.sample, args.seed,
-                args.children)
+        ref = args.before_ref if name.endswith("-before") else args.after_ref
+        s = rerun(name, ref, args.children) if args.rerun else run(name, ref, args.sample, args.seed, args.children)
         sv, n, p, se = rate(s)
         print(f"{name}: survived {sv}/{n} = {100 * p:.0f}% ± {100 * se:.0f}", flush=True)
     if args.report:
