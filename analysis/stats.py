@@ -41,7 +41,9 @@ def paired_test(df: pd.DataFrame, *, condition: str, a: str, b: str, match: Sequ
     ``b - a`` get a paired t-test and a Wilcoxon signed-rank test (scipy). ``correction="holm"``
     adds Holm-adjusted p-values over the groups. Returns one row per group with
     ``n, mean_a, mean_b, mean_diff, std_diff, t, p_t, w, p_wilcoxon`` (+ ``*_holm``);
-    ``std_diff`` and the t-test are NaN below two matched units. Several rows of one unit
+    ``std_diff`` and both tests are NaN below two matched units (a signed-rank test of one
+    difference always gives p = 1), the t-test also when the differences are all equal (no
+    spread), the Wilcoxon test when they are all zero. Several rows of one unit
     (e.g. two treebanks of a language) are averaged into one value first, so a unit is
     never counted twice.
     """
@@ -73,7 +75,7 @@ def paired_test(df: pd.DataFrame, *, condition: str, a: str, b: str, match: Sequ
             row.update(t=float(t.statistic), p_t=float(t.pvalue))
         else:
             row.update(t=np.nan, p_t=np.nan)
-        if len(d) >= 1 and np.any(d != 0):
+        if len(d) >= 2 and np.any(d != 0):
             w = stats.wilcoxon(d)
             row.update(w=float(w.statistic), p_wilcoxon=float(w.pvalue))
         else:

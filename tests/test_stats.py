@@ -39,9 +39,19 @@ def test_paired_test_one_unit_per_match_and_no_spread_from_one():
     twice = pd.concat([df, df.assign(value=df["value"] + 0.0)], ignore_index=True)
     out = paired_test(twice, condition="strategy", a="full", b="front", match=["lang", "seed"], by=["layer"])
     assert list(out["n"]) == [15, 15]
-    one = paired_test(df[(df.lang == "en") & (df.seed == 1)], condition="strategy", a="full", b="front",
-                      match=["lang", "seed"], by=["layer"]).set_index("layer")
-    assert one.loc[1, "n"] == 1 and np.isnan(one.loc[1, "std_diff"]) and np.isnan(one.loc[1, "p_t"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no std of one value computed and thrown away
+        one = paired_test(df[(df.lang == "en") & (df.seed == 1)], condition="strategy", a="full", b="front",
+                          match=["lang", "seed"], by=["layer"]).set_index("layer")
+    assert one.loc[1, "n"] == 1 and one.loc[1, "mean_diff"] != 0
+    assert one.loc[1, ["std_diff", "t", "p_t", "w", "p_wilcoxon"]].isna().all()  # one unit: no test
+    # the columns are there (float, NaN) even when no group has a test
+    none = paired_test(_pairs({0: [0.0, 0.0, 0.0]}), condition="cond", a="a", b="b", match=["seed"])
+    assert {"t", "p_t", "w", "p_wilcoxon"} <= set(none.columns)
+    assert none[["t", "p_t", "w", "p_wilcoxon"]].isna().all().all()
+    assert (none[["t", "p_t", "w", "p_wilcoxon"]].dtypes == np.float64).all()
 
 
 def test_paired_test_errors():
