@@ -126,7 +126,7 @@ def test_empty_layer_selection_and_bad_output(saved, fixtures_dir, tmp_path, cap
                  "--out", str(tmp_path / "d.csv")]) == 2
 
 
-def test_interval_options_are_checked_before_any_work(saved, fixtures_dir, tmp_path, capsys):
+def test_interval_options_are_checked_before_any_work(saved, fixtures_dir, tmp_path, capsys, monkeypatch):
     base, _ = saved
     tb = str(fixtures_dir / "en_demo-ud-test.conllu")
     for opt, val, msg in (("--ci-groups", "1", "at least 5"), ("--ci-groups", "4", "at least 5"),
@@ -135,6 +135,19 @@ def test_interval_options_are_checked_before_any_work(saved, fixtures_dir, tmp_p
                      "--out", str(tmp_path / "d.csv")]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "d.csv").exists()
+    # refused by the command's checks, before any model is loaded
+    import core.models
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    monkeypatch.setattr(core.models, "load", no_load)
+    assert _run(["drift", "--base", str(base), "--model", str(base), "--treebank", tb,
+                 "--ci-groups", "3", "--out", str(tmp_path / "d.csv")]) == 2
+    assert "--ci-groups 3: expected 0 (no intervals) or at least 5" in capsys.readouterr().err
+    assert _run(["drift", "--base", str(base), "--model", str(base), "--treebank", tb,
+                 "--ci-level", "1.0", "--out", str(tmp_path / "d.csv")]) == 2
+    assert "--ci-level 1.0: expected a coverage in (0, 1)" in capsys.readouterr().err
 
 
 class TableExtractor:

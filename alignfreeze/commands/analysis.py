@@ -133,9 +133,14 @@ def _csv_out(args) -> None:
 
 
 def check_drift(args) -> None:
-    from alignfreeze.preflight import need_model, need_treebanks
+    from alignfreeze.preflight import InputError, need_model, need_treebanks
 
     _csv_out(args)
+    if args.ci_groups < 0 or 0 < args.ci_groups < 5:  # analysis.drift.MIN_GROUPS (not imported here)
+        raise InputError(f"--ci-groups {args.ci_groups}: expected 0 (no intervals) or at least 5 "
+                         "(the CKA interval's group U-statistic needs 4 groups left when one is deleted)")
+    if not 0 < args.ci_level < 1:
+        raise InputError(f"--ci-level {args.ci_level}: expected a coverage in (0, 1), e.g. 0.95")
     for m in [args.base, *args.model]:
         need_model(m)
     need_treebanks(args.treebank, TREEBANK)
