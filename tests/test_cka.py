@@ -139,6 +139,14 @@ def test_bad_inputs():
         linear_cka(np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match="at least 4"):
         debiased_cka(np.eye(3), np.eye(3))
+    with pytest.raises(ValueError, match="no rows accumulated"):
+        CKAStats().linear()
+    # a chunk whose width changed on either side: a ValueError naming both sizes
+    acc = CKAStats().update(np.ones((4, 3)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"feature sizes changed between chunks: 3, 5 != 3, 2"):
+        acc.update(np.ones((4, 3)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"feature sizes changed between chunks: 6, 2 != 3, 2"):
+        acc.update(np.ones((4, 6)), np.ones((4, 2)))
 
 
 def test_layer_matrix_is_symmetric_with_unit_diagonal():
