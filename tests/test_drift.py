@@ -92,7 +92,7 @@ def test_mismatched_base_refused_unless_forced(saved, fixtures_dir, tmp_path, ca
             "--out", str(tmp_path / "d.csv")]
     assert _run(args) == 2
     err = capsys.readouterr().err
-    assert "weight_hash" in err and "'other'" in err and "--force" in err
+    assert "weight_hash" in err and "'other'" in err and "(use --force to compare anyway)" in err
     assert not (tmp_path / "d.csv").exists()
     assert _run([*args, "--force"]) == 0
     assert (tmp_path / "d.csv").exists()
@@ -195,7 +195,9 @@ def test_drift_rows_count_and_average_only_usable_words(capsys):
     assert by["cos_dist"]["value"] == pytest.approx(cos, rel=1e-5)
     assert by["rel_l2"]["value"] == pytest.approx(rel, rel=1e-5)
     err = capsys.readouterr().err
-    assert "layer 0: 1 word(s) with a zero vector" in err
+    assert "warning: ck xx layer 0: 1 word(s) with a zero vector left out of the drift metrics" in err
+    assert {(r["model"], r["lang"], r["layer"]) for r in rows} == {("ck", "xx", 0)}
+    assert sorted(r["metric"] for r in rows) == sorted(("cka", "cka_debiased", "cos_dist", "rel_l2"))
     assert "no interval" not in err or np.isnan(by["cka"]["ci_low"])
     # four sentences cannot make the 5 groups a CKA interval needs: no interval, and it is said
     few = {r["metric"]: r for r in drift_rows(TableExtractor(base), {"ck": TableExtractor(ckpt)}, sents[:4], "xx",
@@ -211,6 +213,13 @@ def test_drift_rows_count_and_average_only_usable_words(capsys):
         assert wide[m]["ci_high"] - wide[m]["ci_low"] > by[m]["ci_high"] - by[m]["ci_low"] > 0
     with pytest.raises(ValueError, match="no word has a representation in both models"):
         drift_rows(TableExtractor(base, set(base)), {"ck": TableExtractor(ckpt)}, sents, "xx")
+    from analysis.drift import LayerDrift
+
+    with pytest.raises(ValueError, match="no word has a representation in both models"):
+        LayerDrift().rows()  # nothing streamed at all
+    with pytest.raises(ValueError, match=r"ck: layers \(0, 1\) differ from the base's \(0,\) \(models with "
+                                         "different depths cannot be compared layer by layer\\)"):
+        drift_rows(TableExtractor(base), {"ck": TableExtractor(ckpt, layers=(0, 1))}, sents, "xx")
     with pytest.raises(ValueError):  # a checkpoint stream that ends early is never truncated silently
         drift_rows(TableExtractor(base), {"ck": TableExtractor(ckpt, chunks_short=True)}, sents, "xx",
                    chunk_sentences=1)
