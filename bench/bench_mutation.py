@@ -180,14 +180,20 @@ def report(notes: str = "") -> str:
                 continue
             s = json.loads(f.read_text())
             sv, n, p, se = rate(s)
-            cells.append(f"{100 * p:.0f}% ± {100 * se:.0f} ({sv}/{n} of {s['total']}, `{s['ref']}`)")
+            cell = f"{100 * p:.0f}% ± {100 * se:.0f} ({sv}/{n} of {s['total']}, `{s['ref']}`)"
+            if "first_pass" in s:  # survivors re-run after new tests
+                sv0, n0, p0, _ = rate({"status": s["first_pass"]})
+                cell = f"first pass {100 * p0:.0f}% ({sv0}/{n0}, `{s['first_ref']}`); after new tests {cell}"
+            cells.append(cell)
         if cells != ["—", "—"]:
             rows.append(f"| {module} | {' | '.join(cells)} |")
     body = f"""## Mutation testing: survival rate per module, before / after (mutmut 3, sampled)
 
 A seeded random sample of each module's mutants (mutmut 3.8) is run against the module's own
 test files (listed in `bench/bench_mutation.py`); survival = (survived + no tests) / tested,
-± its binomial standard error. Before = `main` with its tests, after = this branch.
+± its binomial standard error. Before = `main` with its tests, after = this branch; "first
+pass" = the branch's tests when the run started, "after new tests" = its survivors run again
+(`--rerun`) on a fresh export with the tests written for them (killed mutants stay killed).
 
 | module | before | after |
 |---|---|---|
