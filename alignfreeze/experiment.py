@@ -16,10 +16,13 @@ from its checkpoints). A failing cell is recorded in ``OUT/failures.json`` (erro
 traceback) and the grid goes on.
 
 After every cell: ``OUT/results.csv`` (all tidy rows) and the paper-style table
-``OUT/table.md`` / ``OUT/table.csv``: per language and strategy, mean +- std over seeds;
-a strategy is marked (bold) where it beats full realignment by more than one standard
-deviation: ``mean_s - mean_full > max(std_s, std_full)`` (sample std over seeds, taken
-as 0 with a single seed). The ``avg`` row averages languages within each seed first.
+``OUT/table.md`` / ``OUT/table.csv``: per language and strategy, mean +- std over SEEDS
+(the only replicates: a language's treebanks are averaged within a seed first); a strategy
+is marked where it beats the baseline (no realignment) or full realignment by more than one
+standard deviation: ``mean_s - mean_ref > max(std_s, std_ref)`` (sample std over seeds;
+std and marks are n/a below two seeds), and ``OUT/headline.csv`` counts those languages
+per strategy (:func:`summary_table`, :func:`headline_counts`). The ``avg`` row averages
+languages within each seed first.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ NAMED_STRATEGIES = {
     "back+emb": "back+emb",
 }
 REFERENCE_STRATEGY = "full"
+BASELINE_STRATEGY = "baseline"
 TOP_KEYS = {"name", "out", "models", "strategies", "seeds", "aligners", "parallel", "source", "targets",
             "realign", "finetune", "evaluate", "xnli", "keep_models"}
 REQUIRED = ("out", "models", "strategies", "source", "targets")
@@ -477,73 +481,165 @@ def collect_results(out: Path):
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
 
 
-def summary_table(results, reference: str = REFERENCE_STRATEGY):
-    """Mean, std over seeds per (model, aligner, strategy, task, lang), plus ``avg``.
+def _treebank_label(file) -> str:
+    """A treebank's name in the table: the file name of a CoNLL-U path, else as given."""
+    if not isinstance(file, str) or not file:
+        return "-"
+    return Path(file).name if file.endswith(".conllu") else file
 
-    The baseline (aligner ``-``) is repeated under every aligner of its model so each
-    table is complete. ``beats_full``: ``mean - mean_full > max(std, std_full)``.
+
+def summary_table(results, reference: str = REFERENCE_STRATEGY, baseline: str = BASELINE_STRATEGY):
+    """Mean and std over SEEDS per (model, aligner, strategy, task, lang, treebanks), plus ``avg``.
+
+    A seed is the only replicate: the rows of one seed and language are first combined into
+    one number, the unweighted mean over that language's treebanks (e.g. dev and test, or two
+    treebanks of one language; each treebank counts once whatever its size), and the table
+    says which treebanks in ``treebanks``. Seeds with different treebank sets are never mixed.
+    ``avg`` averages the languages within each seed, then over seeds. ``std`` is the sample
+    std (ddof 1) over seeds, NaN ("n/a") below two seeds.
+
+    Each row is compared with the ``baseline`` strategy (no realignment) and the ``reference``
+    (full realignment) of the same model, aligner, task, language and treebanks:
+    ``delta_vs_* = mean - mean_*``; ``beats_*`` / ``loses_*``: the difference exceeds one
+    standard deviation, ``|delta| > max(std, std_*)``; NA (n/a) unless both have >= 2 seeds.
+    The baseline (aligner ``-``) is repeated under every aligner of its model.
     """
     import numpy as np
     import pandas as pd
 
-    cols = ["model", "aligner", "strategy", "task", "lang", "mean", "std", "n_seeds", "delta_vs_full", "beats_full"]
+    cols = ["model", "aligner", "strategy", "task", "lang", "treebanks", "mean", "std", "n_seeds",
+            "delta_vs_baseline", "beats_baseline", "loses_baseline", "delta_vs_full", "beats_full", "loses_full"]
     if results is None or len(results) == 0:
         return pd.DataFrame(columns=cols)
     r = results[results["metric"] == "accuracy"].copy()
+    r["treebank"] = r["file"].map(_treebank_label) if "file" in r.columns else "-"
     aligners = sorted(a for a in r["aligner"].unique() if a != "-") or ["-"]
     base = r[r["aligner"] == "-"]
-    parts = [r[r["aligner"] != "-"]] + [base.assign(aligner=a) for a in aligners]
-    r = pd.concat(parts, ignore_index=True)
-    avg = (r.groupby(["model", "aligner", "strategy", "task", "seed"], as_index=False)["value"].mean()
+    r = pd.concat([r[r["aligner"] != "-"]] + [base.assign(aligner=a) for a in aligners], ignore_index=True)
+    keys = ["model", "aligner", "strategy", "task"]
+    # one number per seed and language: the mean over the language's treebanks
+    per_lang = (r.groupby([*keys, "seed", "lang"], as_index=False)
+                .agg(value=("value", "mean"), treebanks=("treebank", lambda t: "+".join(sorted(set(t))))))
+    avg = (per_lang.groupby([*keys, "seed"], as_index=False)
+           .agg(value=("value", "mean"), treebanks=("treebanks", lambda t: "+".join(sorted(t))))
            .assign(lang="avg"))
-    r = pd.concat([r, avg], ignore_index=True)
-    g = (r.groupby(["model", "aligner", "strategy", "task", "lang"], as_index=False)["value"]
-         .agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, n_seeds="count"))
-    ref = g[g["strategy"] == reference][["model", "aligner", "task", "lang", "mean", "std"]]
-    g = g.merge(ref, on=["model", "aligner", "task", "lang"], how="left", suffixes=("", "_full"))
-    g["delta_vs_full"] = g["mean"] - g["mean_full"]
-    g["beats_full"] = (g["strategy"] != reference) & (g["delta_vs_full"] > np.maximum(g["std"], g["std_full"]))
-    g["beats_full"] = g["beats_full"].fillna(False).astype(bool)
+    per_seed = pd.concat([per_lang, avg], ignore_index=True)
+    g = (per_seed.groupby([*keys, "lang", "treebanks"], as_index=False)["value"]
+         .agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+              n_seeds="count"))
+    on = ["model", "aligner", "task", "lang", "treebanks"]
+    for name, strategy in (("baseline", baseline), ("full", reference)):
+        ref = g[g["strategy"] == strategy][[*on, "mean", "std", "n_seeds"]]
+        m = g.merge(ref, on=on, how="left", suffixes=("", "_ref"))
+        delta = m["mean"] - m["mean_ref"]
+        spread = np.maximum(m["std"], m["std_ref"])
+        defined = (m["n_seeds"] >= 2) & (m["n_seeds_ref"] >= 2) & (m["strategy"] != strategy) & m["mean_ref"].notna()
+        g[f"delta_vs_{name}"] = delta.where(m["strategy"] != strategy)
+        g[f"beats_{name}"] = pd.array((delta > spread).where(defined, None), dtype="boolean")
+        g[f"loses_{name}"] = pd.array((-delta > spread).where(defined, None), dtype="boolean")
     return g[cols]
+
+
+def headline_counts(summary):
+    """The paper's headline, per (model, aligner, task, strategy): over the languages (not
+    ``avg``), how many beat / lose to the baseline and to full realignment by more than one
+    std. ``n_langs`` counts the languages; a count is NA (n/a) where no comparison is
+    defined (fewer than two seeds on either side)."""
+    import pandas as pd
+
+    cols = ["model", "aligner", "task", "strategy", "n_langs", "beats_baseline", "loses_baseline",
+            "beats_full", "loses_full"]
+    t = summary[summary["lang"] != "avg"] if len(summary) else summary
+    if len(t) == 0:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (model, aligner, task, strategy), x in t.groupby(["model", "aligner", "task", "strategy"], sort=False):
+        row = {"model": model, "aligner": aligner, "task": task, "strategy": strategy, "n_langs": len(x)}
+        for c in cols[5:]:
+            v = x[c].dropna()
+            row[c] = int(v.sum()) if len(v) else pd.NA
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=cols)
+    for c in cols[5:]:
+        out[c] = out[c].astype("Int64")
+    return out
+
+
+def _true(v) -> bool:
+    """A nullable boolean that is set and true."""
+    import pandas as pd
+
+    return not pd.isna(v) and bool(v)
+
+
+def _count(v) -> str:
+    import pandas as pd
+
+    return "n/a" if pd.isna(v) else str(int(v))
 
 
 def format_table(summary, strategies: list[str] | None = None) -> str:
     """Markdown: one table per (model, aligner, task); rows languages (+ avg), columns
-    strategies, cells ``mean ± std`` in percent, bold where the strategy beats full."""
+    strategies, cells ``mean ± std`` in percent (``± n/a`` below two seeds); **bold** where
+    the strategy beats full realignment, † where it beats the baseline, by more than one
+    std; then the headline counts per strategy."""
+    import pandas as pd
+
     if len(summary) == 0:
         return "_no finished cells yet_\n"
     out = []
+    heads = headline_counts(summary)
     for (model, aligner, task), t in summary.groupby(["model", "aligner", "task"], sort=False):
         strats = [s for s in (strategies or []) if s in set(t["strategy"])] or list(dict.fromkeys(t["strategy"]))
         langs = sorted(lang for lang in t["lang"].unique() if lang != "avg") + ["avg"]
         out.append(f"### {model} — aligner {aligner} — {task} accuracy (%)\n")
         out.append("| lang | " + " | ".join(strats) + " |")
         out.append("|---|" + "---:|" * len(strats))
-        idx = {(row.strategy, row.lang): row for row in t.itertuples()}
+        idx = {}
+        for row in t.itertuples():
+            idx.setdefault((row.strategy, row.lang), []).append(row)
         for lang in langs:
             cells = []
             for s in strats:
-                row = idx.get((s, lang))
-                if row is None:
-                    cells.append("")
-                    continue
-                txt = f"{100 * row.mean:.1f} ± {100 * row.std:.1f}"
-                cells.append(f"**{txt}**" if row.beats_full else txt)
+                rows = idx.get((s, lang), [])
+                txt = []
+                for row in rows:  # several rows only where seeds saw different treebank sets
+                    sd = "n/a" if pd.isna(row.std) else f"{100 * row.std:.1f}"
+                    c = f"{100 * row.mean:.1f} ± {sd}"
+                    c = f"**{c}**" if _true(row.beats_full) else c
+                    c = c + " †" if _true(row.beats_baseline) else c
+                    txt.append(c if len(rows) == 1 else f"{c} ({row.treebanks})")
+                cells.append("; ".join(txt))
             out.append(f"| {lang} | " + " | ".join(cells) + " |")
         out.append("")
-    out.append(f"Mean ± std over seeds (n = {int(summary['n_seeds'].max())} at most). **Bold**: beats full "
-               "realignment by more than one standard deviation (mean_s − mean_full > max(std_s, std_full)).\n")
+        h = heads[(heads["model"] == model) & (heads["aligner"] == aligner) & (heads["task"] == task)]
+        h = h.set_index("strategy").reindex([s for s in strats if s in set(h["strategy"])])
+        out.append(f"Languages (of {int(h['n_langs'].max())}) where a strategy beats / loses to the baseline "
+                   "and full realignment by more than one std:\n")
+        out.append("| strategy | > baseline | < baseline | > full | < full |")
+        out.append("|---|---:|---:|---:|---:|")
+        for s, row in h.iterrows():
+            out.append(f"| {s} | {_count(row.beats_baseline)} | {_count(row.loses_baseline)} | "
+                       f"{_count(row.beats_full)} | {_count(row.loses_full)} |")
+        out.append("")
+    n_max = int(summary["n_seeds"].max())
+    out.append(f"Mean ± std over seeds (n = {n_max} at most; std and marks n/a below two seeds). Each seed's "
+               "value of a language is the mean over its treebanks (column `treebanks` of table.csv). "
+               "**Bold**: beats full realignment, †: beats the baseline (no realignment), by more than one "
+               "standard deviation: mean_s − mean_ref > max(std_s, std_ref).\n")
     return "\n".join(out)
 
 
 def write_outputs(exp: Experiment):
-    """Rewrite ``results.csv``, ``table.csv`` and ``table.md`` atomically from the cells."""
+    """Rewrite ``results.csv``, ``table.csv``, ``headline.csv`` and ``table.md`` atomically
+    from the cells."""
     from core.io import atomic_write_text
 
     results = collect_results(exp.out)
     summary = summary_table(results)
     atomic_write_text(exp.out / "results.csv", results.to_csv(index=False))
     atomic_write_text(exp.out / "table.csv", summary.to_csv(index=False))
+    atomic_write_text(exp.out / "headline.csv", headline_counts(summary).to_csv(index=False))
     atomic_write_text(exp.out / "table.md", f"# {exp.name}\n\n" + format_table(summary, [s.name for s in exp.strategies]))
     return results, summary
 

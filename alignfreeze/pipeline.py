@@ -110,7 +110,7 @@ def run_demo(out: str | Path = "runs/demo", model: str | None = None, quick: boo
         model_ex[label] = WordFeatureExtractor(m, tok, layers="all", pooling="first", progress=False)
     rows = []
     for lang, f in files.items():
-        rows += drift_rows(base_ex, model_ex, list(read_conllu(f)), lang, n_boot=200)
+        rows += drift_rows(base_ex, model_ex, list(read_conllu(f)), lang)
     drift = pd.DataFrame(rows)
     drift_csv = out / "drift.csv"
     atomic_write_text(drift_csv, drift.to_csv(index=False))

@@ -2,22 +2,25 @@
 
 For every layer and language, on the SAME words: linear CKA (and debiased CKA) between the
 base and the checkpoint, the mean cosine distance ``1 - cos(h, h')`` and the mean relative
-L2 change ``||h' - h|| / ||h||`` of each word's vector, with bootstrap confidence intervals
-over sentences.
+L2 change ``||h' - h|| / ||h||`` of each word's vector, each with a confidence interval
+over sentences (:mod:`analysis.intervals`).
 
 Streaming, bounded memory: chunks of sentences come from
 :meth:`core.features.WordFeatureExtractor.iter_chunks` for the base and every checkpoint in
-lockstep. CKA is computed from accumulated feature-space statistics (:class:`CKAStats`: d x d
-matrices per layer, whatever the number of words). Cosine and L2 are reduced per sentence
-(sums and word counts), so the bootstrap over sentences needs three numbers per sentence.
+lockstep. CKA is computed from accumulated feature-space statistics (d x d matrices per
+layer, whatever the number of words). Cosine and L2 are reduced per sentence (sums and
+word counts).
 
-CKA confidence intervals: per-sentence d x d statistics would need sentences x d^2 memory,
-so the CKA bootstrap runs on a seeded subsample of whole sentences (at most
-``cka_ci_words`` words, default 1,000) kept in memory; each replicate resamples those
-sentences and evaluates the weighted linear CKA through the subsample's Gram matrices
-(all replicates in a few matrix products). The point estimate is always the full-data CKA;
-the interval reflects sentence-sampling variability at the subsample's size, so it is
-conservative (wider) for large corpora.
+Intervals: the sentences are put in a seeded random order and split into ``ci_groups``
+groups contiguous in that order, so the stream fills one group at a time. The CKA interval
+is the delete-a-group jackknife of the group U-statistic CKA (unbiased HSIC over word
+4-tuples from 4 distinct groups: :func:`analysis.intervals.group_u_cka`), computed from
+per-group d x d statistics of the FULL data (:class:`analysis.intervals.GroupedCKA`:
+``ci_groups`` float32 copies of the statistics per layer and checkpoint; at least 5 groups)
+and widened to contain the row's own value (plug-in or debiased CKA); cosine and L2
+intervals are a leave-one-sentence-out jackknife of the per-sentence sums. Every interval
+contains its point estimate and covers the population value at the nominal rate in
+simulation (docs/analysis.md, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cka import CKAStats
+from .intervals import GroupedCKA, ratio_interval, sentence_groups
 
 METRICS = ("cka", "cka_debiased", "cos_dist", "rel_l2")
+MIN_GROUPS = 5  # the group U-statistic CKA needs 4 groups in each leave-one-out estimate
 
 
 # ---------------------------------------------------------------------------- base check
@@ -64,94 +68,22 @@ def check_base(base_model, checkpoint: str | Path, *, force: bool = False) -> st
     return "base mismatch (forced)"
 
 
-# ----------------------------------------------------------------------------- bootstrap
-def bootstrap_ratio(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int = 0,
-                    level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of ``sum(num) / sum(den)`` resampling rows (sentences) with replacement."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    S = len(num)
-    if S == 0 or n_boot <= 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    out = np.empty(n_boot)
-    step = max(1, 2_000_000 // S)
-    for a in range(0, n_boot, step):
-        r = min(step, n_boot - a)
-        idx = rng.integers(0, S, size=(r, S))
-        d = den[idx].sum(1)
-        out[a:a + r] = np.where(d > 0, num[idx].sum(1) / np.where(d > 0, d, 1), np.nan)
-    out = out[np.isfinite(out)]
-    if len(out) == 0:
-        return float("nan"), float("nan")
-    q = (1 - level) / 2
-    return float(np.quantile(out, q)), float(np.quantile(out, 1 - q))
-
-
-def weighted_linear_cka(X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Linear CKA with row weights, for many weight vectors at once.
-
-    ``W`` is ``(n, R)`` (one column per replicate, e.g. bootstrap multiplicities). Uses
-    ``X^T diag(w) Y - (X^T w)(Y^T w)^T / sum(w)`` and evaluates the Frobenius norms through
-    the n x n Gram matrices, so R replicates cost a few ``n x n x R`` products.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    X = X - X.mean(0)
-    Y = Y - Y.mean(0)
-    W = np.asarray(W, dtype=np.float64)
-    K, L = X @ X.T, Y @ Y.T
-    nw = W.sum(0)
-    KW, LW = K @ W, L @ W
-
-    def hsic(A, AW, B, BW):
-        raw = (W * ((A * B) @ W)).sum(0)
-        mid = (W * AW * BW).sum(0)
-        wa = (W * AW).sum(0)
-        wb = (W * BW).sum(0)
-        return raw - 2 * mid / nw + wa * wb / nw ** 2
-
-    xy, xx, yy = hsic(K, KW, L, LW), hsic(K, KW, K, KW), hsic(L, LW, L, LW)
-    den = np.sqrt(np.clip(xx, 0, None) * np.clip(yy, 0, None))
-    return np.where(den > 0, xy / np.where(den > 0, den, 1), 0.0)
-
-
-def bootstrap_cka(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_boot: int, seed: int = 0,
-                  level: float = 0.95, chunk: int = 250) -> tuple[float, float]:
-    """Percentile CI of linear CKA resampling groups (sentences) of rows with replacement."""
-    groups = np.asarray(groups)
-    uniq, inv = np.unique(groups, return_inverse=True)
-    G = len(uniq)
-    if G < 2 or n_boot <= 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    vals = []
-    for a in range(0, n_boot, chunk):
-        r = min(chunk, n_boot - a)
-        counts = np.stack([np.bincount(rng.integers(0, G, G), minlength=G) for _ in range(r)], 1)
-        vals.append(weighted_linear_cka(X, Y, counts[inv]))
-    v = np.concatenate(vals)
-    q = (1 - level) / 2
-    return float(np.quantile(v, q)), float(np.quantile(v, 1 - q))
-
-
 # --------------------------------------------------------------------------- accumulator
 @dataclass
 class LayerDrift:
     """Streaming drift statistics of one (checkpoint, language, layer)."""
 
-    cka: CKAStats = field(default_factory=lambda: CKAStats(precision="mixed"))
+    cka: GroupedCKA = field(default_factory=lambda: GroupedCKA(precision="mixed"))
     cos_sum: list = field(default_factory=list)   # per sentence
     l2_sum: list = field(default_factory=list)    # per sentence
     count: list = field(default_factory=list)     # per sentence (valid words)
-    sub_x: list = field(default_factory=list)     # CKA-CI subsample rows (base)
-    sub_y: list = field(default_factory=list)
-    sub_g: list = field(default_factory=list)     # sentence id of each subsample row
     zero_norm: int = 0
 
     def update(self, h: np.ndarray, hp: np.ndarray, offsets: np.ndarray, valid: np.ndarray,
-               sub_mask: np.ndarray, sent_base: int) -> None:
-        """Add one chunk: ``h``/``hp`` (N, D) base / checkpoint word vectors."""
+               groups: np.ndarray) -> None:
+        """Add one chunk: ``h``/``hp`` (N, D) base / checkpoint word vectors, ``offsets``
+        (S + 1,) word offsets of the chunk's sentences, ``valid`` (N,) usable words,
+        ``groups`` (S,) the interval group of each sentence (non-decreasing along the stream)."""
         # no float64 copies of the chunk: float64 accumulation inside einsum
         n_h = np.sqrt(np.einsum("ij,ij->i", h, h, dtype=np.float64))
         n_p = np.sqrt(np.einsum("ij,ij->i", hp, hp, dtype=np.float64))
@@ -169,15 +101,12 @@ class LayerDrift:
         self.cos_sum.append(np.bincount(sent_of, weights=cos, minlength=S))
         self.l2_sum.append(np.bincount(sent_of, weights=rel, minlength=S))
         self.count.append(np.bincount(sent_of, weights=ok.astype(np.float64), minlength=S))
-        if ok.any():
-            self.cka.update(h[ok], hp[ok])
-        take = ok & sub_mask[sent_of]
-        if take.any():
-            self.sub_x.append(h[take].astype(np.float32))
-            self.sub_y.append(hp[take].astype(np.float32))
-            self.sub_g.append(sent_of[take] + sent_base)
+        row_group = np.asarray(groups)[sent_of]
+        for g in np.unique(row_group[ok]):
+            take = ok & (row_group == g)
+            self.cka.update(h[take], hp[take], int(g))
 
-    def rows(self, n_boot: int, seed: int) -> list[dict]:
+    def rows(self, level: float = 0.95, intervals: bool = True) -> list[dict]:
         """One dict per metric: value, ci_low, ci_high, n_words, n_sentences."""
         cnt = np.concatenate(self.count) if self.count else np.zeros(0)
         n_words = int(cnt.sum())
@@ -185,55 +114,42 @@ class LayerDrift:
         base = {"n_words": n_words, "n_sentences": n_sent}
         if n_words == 0:
             raise ValueError("no word has a representation in both models (empty treebank?)")
-        cos = np.concatenate(self.cos_sum)
-        l2 = np.concatenate(self.l2_sum)
-        out = []
-        if self.sub_x and n_boot > 0:
-            lo, hi = bootstrap_cka(np.concatenate(self.sub_x), np.concatenate(self.sub_y),
-                                   np.concatenate(self.sub_g), n_boot, seed)
-        else:
-            lo = hi = float("nan")
-        out.append({"metric": "cka", "value": self.cka.linear(), "ci_low": lo, "ci_high": hi, **base})
-        deb = self.cka.debiased() if self.cka.n >= 4 else float("nan")
-        out.append({"metric": "cka_debiased", "value": deb, "ci_low": float("nan"),
-                    "ci_high": float("nan"), **base})
-        for name, s in (("cos_dist", cos), ("rel_l2", l2)):
-            lo, hi = bootstrap_ratio(s, cnt, n_boot, seed)
-            out.append({"metric": name, "value": float(s.sum() / cnt.sum()), "ci_low": lo, "ci_high": hi, **base})
-        return out
-
-
-def _subsample_sentences(lengths: Sequence[int], max_words: int, seed: int) -> np.ndarray:
-    """Boolean mask of a seeded random set of sentences with at most ``max_words`` words."""
-    mask = np.zeros(len(lengths), dtype=bool)
-    total = 0
-    for s in np.random.default_rng(seed).permutation(len(lengths)):
-        if total + lengths[s] > max_words:
-            continue
-        mask[s] = True
-        total += lengths[s]
-    return mask
+        found = self.cka.intervals(level)
+        found["cos_dist"] = ratio_interval(np.concatenate(self.cos_sum), cnt, level, (0.0, 2.0))
+        found["rel_l2"] = ratio_interval(np.concatenate(self.l2_sum), cnt, level, (0.0, np.inf))
+        nan = float("nan")
+        return [{"metric": m, "value": found[m].value, "ci_low": found[m].low if intervals else nan,
+                 "ci_high": found[m].high if intervals else nan, **base} for m in METRICS]
 
 
 def drift_rows(base_extractor, model_extractors: dict, sentences: Sequence, lang: str, *,
-               n_boot: int = 1000, seed: int = 0, chunk_sentences: int = 512,
-               cka_ci_words: int = 1000) -> list[dict]:
+               ci_groups: int = 10, level: float = 0.95, seed: int = 0,
+               chunk_sentences: int = 512) -> list[dict]:
     """Tidy drift rows of every checkpoint against the base on ``sentences`` of one language.
 
     ``model_extractors`` maps a model label to a :class:`WordFeatureExtractor` with the
-    same layers and pooling as ``base_extractor``.
+    same layers and pooling as ``base_extractor``. ``ci_groups``: random groups of sentences
+    of the CKA jackknife (0: no intervals at all; else at least 5; memory grows with it, see
+    the module doc; fewer than 5 groups with usable words, e.g. a 4-sentence treebank, give
+    CKA rows without an interval, with a warning on stderr); ``level``: interval coverage; ``seed``: the random order that forms the groups.
     """
     layers = base_extractor.layers
     for name, ex in model_extractors.items():
         if ex.layers != layers:
             raise ValueError(f"{name}: layers {ex.layers} differ from the base's {layers} "
                              "(models with different depths cannot be compared layer by layer)")
+    if ci_groups < 0 or 0 < ci_groups < MIN_GROUPS:
+        raise ValueError(f"ci_groups must be 0 (no intervals) or at least {MIN_GROUPS} (the CKA interval's group "
+                         f"U-statistic needs 4 groups left when one is deleted), got {ci_groups}")
+    if not 0 < level < 1:
+        raise ValueError(f"the interval level must be in (0, 1), e.g. 0.95; got {level}")
     sentences = list(sentences)
     if not sentences:
         raise ValueError(f"{lang}: no sentences")
-    lengths = [len(s) for s in sentences]
-    sub = _subsample_sentences(lengths, cka_ci_words, seed)
-    acc = {(m, lay): LayerDrift() for m in model_extractors for lay in layers}
+    order, group = sentence_groups(len(sentences), max(ci_groups, 1), seed)
+    sentences = [sentences[i] for i in order]  # every statistic is order-free; groups are contiguous
+    acc = {(m, lay): LayerDrift(GroupedCKA(precision="mixed", keep_groups=ci_groups > 1))
+           for m in model_extractors for lay in layers}
     streams = [base_extractor.iter_chunks(sentences, chunk_sentences)]
     streams += [ex.iter_chunks(sentences, chunk_sentences) for ex in model_extractors.values()]
     start = 0
@@ -246,14 +162,17 @@ def drift_rows(base_extractor, model_extractors: dict, sentences: Sequence, lang
             valid = wb.valid & wm.valid
             for lay in layers:
                 acc[(name, lay)].update(wb.features[lay], wm.features[lay], wb.offsets, valid,
-                                        sub[start:start + S], start)
+                                        group[start:start + S])
         start += S
     rows = []
     for (name, lay), a in acc.items():
+        if ci_groups and a.cka.n_groups < MIN_GROUPS and lay == layers[0]:
+            print(f"warning: {name} {lang}: {a.cka.n_groups} sentence group(s) with usable words "
+                  f"({len(sentences)} sentences): CKA rows have no interval (needs {MIN_GROUPS})", file=sys.stderr)
         if a.zero_norm:
             print(f"warning: {name} {lang} layer {lay}: {a.zero_norm} word(s) with a zero vector "
                   "left out of the drift metrics", file=sys.stderr)
-        for r in a.rows(n_boot, seed):
+        for r in a.rows(level, intervals=ci_groups > 0):
             rows.append({"model": name, "lang": lang, "layer": lay, **r})
     return rows
 

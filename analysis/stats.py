@@ -9,13 +9,14 @@ import pandas as pd
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str], value: str = "value") -> pd.DataFrame:
-    """Mean, std (ddof=1, 0 for one row) and count of ``value`` per group ``by``."""
+    """Mean, std (ddof=1; NaN, i.e. n/a, for a group of one row) and count of ``value`` per
+    group ``by``. The rows of a group must be replicates (seeds): a std over other things (two
+    treebanks of one language, several layers) is not a sampling spread."""
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
         raise ValueError(f"summarize: table lacks column(s) {missing}")
     g = df.groupby(list(by))[value]
-    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.count()}).reset_index()
-    return out
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()}).reset_index()
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -39,7 +40,12 @@ def paired_test(df: pd.DataFrame, *, condition: str, a: str, b: str, match: Sequ
     ``["seed", "lang"]``); within each group of ``by`` (e.g. ``["layer"]``), the differences
     ``b - a`` get a paired t-test and a Wilcoxon signed-rank test (scipy). ``correction="holm"``
     adds Holm-adjusted p-values over the groups. Returns one row per group with
-    ``n, mean_a, mean_b, mean_diff, std_diff, t, p_t, w, p_wilcoxon`` (+ ``*_holm``).
+    ``n, mean_a, mean_b, mean_diff, std_diff, t, p_t, w, p_wilcoxon`` (+ ``*_holm``);
+    ``std_diff`` and both tests are NaN below two matched units (a signed-rank test of one
+    difference always gives p = 1), the t-test also when the differences are all equal (no
+    spread), the Wilcoxon test when they are all zero. Several rows of one unit
+    (e.g. two treebanks of a language) are averaged into one value first, so a unit is
+    never counted twice.
     """
     from scipy import stats
 
@@ -63,13 +69,13 @@ def paired_test(df: pd.DataFrame, *, condition: str, a: str, b: str, match: Sequ
         d = (g["b"] - g["a"]).to_numpy()
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)) if by else {}
         row.update(n=len(d), mean_a=g["a"].mean(), mean_b=g["b"].mean(), mean_diff=d.mean(),
-                   std_diff=d.std(ddof=1) if len(d) > 1 else 0.0)
+                   std_diff=d.std(ddof=1) if len(d) > 1 else float("nan"))
         if len(d) >= 2 and np.any(d != d[0]):
             t = stats.ttest_rel(g["b"], g["a"])
             row.update(t=float(t.statistic), p_t=float(t.pvalue))
         else:
             row.update(t=np.nan, p_t=np.nan)
-        if len(d) >= 1 and np.any(d != 0):
+        if len(d) >= 2 and np.any(d != 0):
             w = stats.wilcoxon(d)
             row.update(w=float(w.statistic), p_wilcoxon=float(w.pvalue))
         else:

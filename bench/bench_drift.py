@@ -14,8 +14,9 @@ checked against ``ru_maxrss``):
    ``--chunk-sentences``) is driven by extractors that yield synthetic word features
    (7 layers x 768, float32, checkpoint = base + layer-dependent noise) with the sentence
    lengths of the PUD treebanks, repeated until 200,000 words. Everything after feature
-   extraction — CKA statistics, per-sentence cosine/L2 sums, the CKA-CI subsample and the
-   1,000-replicate bootstraps — is the real code path.
+   extraction — CKA statistics, per-sentence cosine/L2 sums, the per-group statistics of the
+   CKA jackknife (``--ci-groups`` float32 copies per layer) and all intervals — is the real
+   code path.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def main() -> None:
     ap.add_argument("--words", type=int, default=200_000)
     ap.add_argument("--chunk-sentences", type=int, default=512)
     ap.add_argument("--real-sentences", type=int, default=256)
-    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--ci-groups", type=int, default=10)
     ap.add_argument("--real-words", type=int, default=0,
                     help="run the REAL part on PUD sentences repeated up to this many words (0: one chunk "
                          "of --real-sentences); with 200000 the whole target run is real")
@@ -141,7 +142,7 @@ def main() -> None:
             exb = WordFeatureExtractor(base, tok, pooling="first", batch_size=32, progress=False)
             exp = WordFeatureExtractor(pert, tok, pooling="first", batch_size=32, progress=False)
             t = time.perf_counter()
-            rows_real = drift_rows(exb, {"pert": exp}, real, "pud", n_boot=args.bootstrap,
+            rows_real = drift_rows(exb, {"pert": exp}, real, "pud", ci_groups=args.ci_groups,
                                    chunk_sentences=args.chunk_sentences)
             t_real = time.perf_counter() - t
             cka1 = [r["value"] for r in rows_real if r["metric"] == "cka" and r["layer"] == 1][0]
@@ -159,7 +160,7 @@ def main() -> None:
         layers = range(7)
         t = time.perf_counter()
         rows = drift_rows(SyntheticExtractor(layers, 768, 0.0), {"ckpt": SyntheticExtractor(layers, 768, 0.1)},
-                          stream, "synthetic", n_boot=args.bootstrap, chunk_sentences=args.chunk_sentences)
+                          stream, "synthetic", ci_groups=args.ci_groups, chunk_sentences=args.chunk_sentences)
         t_syn = time.perf_counter() - t
     peak = max(mon.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     ok = peak < 4 * 1024 ** 3
@@ -168,12 +169,13 @@ def main() -> None:
 
 Base: DistilmBERT-size architecture (119,547 vocab, 6 blocks, 768 dims) with random weights;
 checkpoint: a perturbed copy (both in memory throughout: {rss_models / 2**30:.2f} GB RSS after loading).
-Chunks of {args.chunk_sentences} sentences, {args.bootstrap} bootstrap replicates.
+Chunks of {args.chunk_sentences} sentences; intervals: CKA jackknife over {args.ci_groups} sentence groups
+({args.ci_groups} float32 copies of the d x d statistics per layer), leave-one-sentence-out for cosine/L2.
 
 - Real ({"full run, --real-words" if args.real_words else "one chunk"}): {real_note}.
 - Full size: {len(stream)} sentences, {total} words (PUD sentence lengths of {len(files)} file(s), repeated),
   7 layers x 768 dims; **features synthetic** (2 CPU cores cannot run 2 x 200,000 words through
-  the model in reasonable time), statistics, subsample and bootstraps by the real streaming code:
+  the model in reasonable time), statistics and intervals by the real streaming code:
   {t_syn:.1f} s. CKA per layer (expected ~1/(1+(0.1(1+l))^2)): {", ".join(f"{v:.3f}" for v in cka.values())}.
 
 **Peak RSS of the whole process: {peak / 2**30:.2f} GB** (target < 4 GB: {"met" if ok else "MISSED"}).

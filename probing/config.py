@@ -23,7 +23,9 @@ class ProbeConfig:
         "help": "upos: treebanks (files, globs, UD folders); translation: parallel CoNLL-U files; xnli: languages"})
     layers: str = field(default="all", metadata={"help": "all | last | middle | 0,3-5 (0 = embeddings)"})
     pooling: str = field(default="first", metadata={"help": "sub-word pooling: first | mean | last | sum"})
-    seeds: int = field(default=3, metadata={"help": "number of seeds (seed, seed+1, ...)"})
+    seeds: int = field(default=3, metadata={
+        "help": "number of seeds (seed, seed+1, ...); with 2 or more, each seed trains on a bootstrap resample "
+                "of the training sentences (independent replicates); with 1, one probe on all of them"})
     seed: int = field(default=0, metadata={"help": "first seed"})
     control: bool = field(default=False, metadata={"help": "upos: also fit the control task and report selectivity"})
     C: float = field(default=1.0, metadata={"help": "inverse L2 strength of the probes (scikit-learn's C)"})

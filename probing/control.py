@@ -5,6 +5,12 @@ distribution of the real task, so a probe can only solve it by memorising word i
 ``selectivity = task accuracy - control accuracy`` (same probe, same features, same split):
 high selectivity means the representation, not the probe, carries the property.
 
+Selectivity is defined on the training language's word types: a control label can only be
+learned for a type seen in training, so on another language (a zero-shot split, where almost
+every type is new) the control accuracy is chance and "selectivity" would be task accuracy
+minus chance. :func:`probing.run.run_probe` fits and reports the control task only on splits
+in the training language.
+
 Here the random label of a type is a pure function of ``(seed, type)`` (a keyed hash mapped
 through the inverse CDF of the label distribution), so the same word gets the same label
 in training and evaluation, in every call and in every process, without storing a table.
@@ -106,10 +112,8 @@ def selectivity_rows(df: pd.DataFrame, task: str, control_task: str) -> pd.DataF
 
 
 def summarize(df: pd.DataFrame, over: str = "seed") -> pd.DataFrame:
-    """Mean, standard deviation (ddof=1; 0 for a single seed) and count over ``over``;
-    every other non-value column is a group key."""
+    """Mean, standard deviation (ddof=1; NaN, i.e. n/a, below two seeds: a spread needs
+    replicates) and count over ``over``; every other non-value column is a group key."""
     keys = [c for c in df.columns if c not in (over, "value", "n")]
     g = df.groupby(keys, dropna=False, sort=True)["value"]
-    out = g.agg(mean="mean", std="std", count="count").reset_index()
-    out["std"] = out["std"].fillna(0.0)
-    return out
+    return g.agg(mean="mean", std="std", count="count").reset_index()

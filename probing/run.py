@@ -4,7 +4,10 @@ Tasks:
 
 - ``upos``: token-level linear probes (one per layer, fitted together) trained on the
   ``train`` treebank and evaluated on it (held-out sentences) and zero-shot on every
-  ``eval`` treebank; with ``control=True`` also the control task and the selectivity.
+  ``eval`` treebank; with ``control=True`` also the control task and the selectivity,
+  on the training language's splits only (where they are defined). With two or more
+  seeds, each seed's probe trains on a bootstrap resample of the training sentences, so
+  seeds are independent replicates (L-BFGS from zeros is deterministic).
 - ``translation``: sentence-level translation matching between the ``train`` (pivot)
   CoNLL-U file and each ``eval`` file, joined on ``sent_id`` (PUD layout); with
   ``pair_probe=True`` also a linear translation-pair probe per seed.
@@ -46,6 +49,32 @@ from .tasks import TokenData, check_vocabulary, load_token_task, read_treebank
 COLUMNS = ("model", "lang", "task", "layer", "seed", "metric", "value", "split", "train_lang", "n", "file")
 
 
+REPLICATES = {
+    "upos": "each seed trains on a bootstrap resample (with replacement) of the training sentences",
+    "xnli": "each seed trains on a bootstrap resample (with replacement) of the training pairs",
+}
+SELECTIVITY_NOTE = ("control task and selectivity only on splits in the training language: elsewhere "
+                    "most word types are unseen in training and their control labels are chance")
+
+
+def bootstrap_sentence_rows(sentence: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
+    """Rows of a bootstrap resample of the sentences covered by ``rows``.
+
+    ``sentence[i]`` is the sentence of row ``i``. The distinct sentences of ``rows`` are drawn
+    with replacement (as many as there are, seeded by ``seed``) and each drawn sentence
+    contributes all its rows, once per draw: a replicate of the training set with the
+    sentence as the sampling unit (Efron & Tibshirani 1993, ch. 6).
+    """
+    rows = np.asarray(rows)
+    sents = np.unique(sentence[rows])
+    if len(sents) == 0:
+        return rows
+    draw = np.random.default_rng([int(seed), 1]).choice(sents, size=len(sents), replace=True)
+    mult = np.zeros(int(sentence.max()) + 1, dtype=np.int64)
+    np.add.at(mult, draw, 1)
+    return np.repeat(rows, mult[sentence[rows]])
+
+
 def _probe(cfg: ProbeConfig, seed: int) -> MultiLayerLinearProbe:
     return MultiLayerLinearProbe(cfg.C, backend=cfg.backend, solver=cfg.solver, max_iter=cfg.max_iter, random_state=seed)
 
@@ -81,6 +110,10 @@ def _upos(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: bool) ->
                     for d in [train, *others.values()]}
     layers = train.layers
     rows: list[dict] = []
+    replicate = len(cfg.seed_list) > 1
+    meta["replicates"] = REPLICATES["upos"] if replicate else "one run on all training sentences (no std)"
+    if cfg.control:
+        meta["selectivity"] = SELECTIVITY_NOTE
     bar = tqdm(cfg.seed_list, desc="probe seeds", unit="seed", disable=not progress)
     for seed in bar:
         if hold:
@@ -91,18 +124,22 @@ def _upos(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: bool) ->
             tr = np.setdiff1d(np.arange(len(train)), held)
         else:
             held, tr = None, np.arange(len(train))
-        targets: list[tuple[str, TokenData, np.ndarray | None]] = [("train", train, tr)]
+        fit_rows = bootstrap_sentence_rows(train.sentence, tr, seed) if replicate else tr
+        targets: list[tuple[str, TokenData, np.ndarray | None]] = [("train", train, np.unique(fit_rows))]
         if held is not None:
             targets.append(("heldout", train, held))
         targets += [("eval", d, None) for d in others.values()]
-        labelings = [("upos", lambda d, rows_: d.labels if rows_ is None else d.labels[rows_])]
+        labelings = [("upos", lambda d, rows_: d.labels if rows_ is None else d.labels[rows_], targets)]
         if cfg.control:
-            ctl = ControlTask(seed).fit(train.words[tr], train.labels[tr])
+            # defined on the training language's word types only: elsewhere almost every type is
+            # unseen and its control label is chance (docs/probing.md)
+            ctl = ControlTask(seed).fit(train.words[fit_rows], train.labels[fit_rows])
             labelings.append(("upos-control", lambda d, rows_, c=ctl: c.transform(d.words if rows_ is None
-                                                                                  else d.words[rows_])))
-        for task, labels_of in labelings:
-            probe = _probe(cfg, seed).fit(train.stack(tr), labels_of(train, tr))
-            for split, d, r in targets:
+                                                                                  else d.words[rows_]),
+                              [t for t in targets if t[1].lang == train.lang]))
+        for task, labels_of, where in labelings:
+            probe = _probe(cfg, seed).fit(train.stack(fit_rows), labels_of(train, fit_rows))
+            for split, d, r in where:
                 y = labels_of(d, r)
                 acc = probe.score(d.stack(r), y)
                 base = {"model": name, "lang": d.lang, "task": task, "seed": seed, "metric": "accuracy",
@@ -145,7 +182,8 @@ def _translation(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: b
         rows += _rows(base, layers, fwd, metric="retrieval_pivot_to_lang")
         rows += _rows(base, layers, bwd, metric="retrieval_lang_to_pivot")
         rows += _rows(base, layers, (fwd + bwd) / 2, metric="retrieval_mean")
-        if cfg.pair_probe:
+        if cfg.pair_probe:  # seeds draw the train/test split and the mismatched pairs
+            meta["replicates"] = "translation-pair: each seed draws its own train/test split and mismatched pairs"
             for seed in cfg.seed_list:
                 acc = translation_pair_probe(src, tgt, seed=seed, probe=_probe(cfg, seed))
                 rows += _rows({**base, "task": "translation-pair", "seed": seed, "split": "heldout"}, layers, acc,
@@ -164,8 +202,14 @@ def _xnli(cfg: ProbeConfig, extractor, name: str, meta: dict, progress: bool) ->
         meta["skipped"] = [msg]
         return []
     rows: list[dict] = []
+    replicate = len(cfg.seed_list) > 1
+    meta["replicates"] = REPLICATES["xnli"] if replicate else "one run on all training pairs (no std)"
     for seed in tqdm(cfg.seed_list, desc="xnli seeds", unit="seed", disable=not progress):
-        accs = xnli_probe(extractor, train_rows, eval_rows, seed=seed, probe=_probe(cfg, seed))
+        fit = train_rows
+        if replicate:  # each pair is its own unit
+            fit = [train_rows[i] for i in np.random.default_rng([int(seed), 1]).integers(0, len(train_rows),
+                                                                                         len(train_rows))]
+        accs = xnli_probe(extractor, fit, eval_rows, seed=seed, probe=_probe(cfg, seed))
         for lang, acc in accs.items():
             base = {"model": name, "lang": lang, "task": "xnli", "seed": seed, "metric": "accuracy",
                     "split": "eval", "train_lang": cfg.train, "n": len(eval_rows[lang]), "file": f"xnli/{lang}/test"}

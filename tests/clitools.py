@@ -281,7 +281,7 @@ COMMANDS: dict[str, Case] = {
                              "--layers", "0,2", "--out", p["out"], "--no-progress"],
                   _check_probe, ("model", "en", "fr")),
     "drift": Case(lambda p: ["drift", "--base", p["model"], "--model", p["model"], "--treebank", p["en"],
-                             "--bootstrap", "0", "--out", p["out"], "--no-progress"],
+                             "--ci-groups", "0", "--out", p["out"], "--no-progress"],
                   _check_drift, ("model", "en")),
     "cka": Case(lambda p: ["cka", "--model", p["model"], "--treebank", p["en"], "--out", p["out"], "--no-progress"],
                 _check_cka, ("model", "en")),

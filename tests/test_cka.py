@@ -131,12 +131,22 @@ def test_rbf_cka_self_and_subsample():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="same number of rows"):
-        linear_cka(np.ones((3, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"same number of rows \(examples\): 3 != 4"):
+        linear_cka(np.ones((3, 2)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="CKA of zero examples is undefined"):
+        linear_cka(np.ones((0, 2)), np.ones((0, 2)))
     with pytest.raises(ValueError, match="2-D"):
         linear_cka(np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match="at least 4"):
         debiased_cka(np.eye(3), np.eye(3))
+    with pytest.raises(ValueError, match="no rows accumulated"):
+        CKAStats().linear()
+    # a chunk whose width changed on either side: a ValueError naming both sizes
+    acc = CKAStats().update(np.ones((4, 3)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"feature sizes changed between chunks: 3, 5 != 3, 2"):
+        acc.update(np.ones((4, 3)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"feature sizes changed between chunks: 6, 2 != 3, 2"):
+        acc.update(np.ones((4, 6)), np.ones((4, 2)))
 
 
 def test_layer_matrix_is_symmetric_with_unit_diagonal():
@@ -149,3 +159,68 @@ def test_layer_matrix_is_symmetric_with_unit_diagonal():
         for j in range(3):
             assert m[(i, j)] == pytest.approx(m[(j, i)])
     assert m[(0, 1)] == pytest.approx(naive_linear(X, Y), abs=1e-6)
+
+
+def test_stats_of_disjoint_rows_add_and_subtract():
+    X, Y = _data(6, n=90, shift=20.0)
+    shift = (X[:10].mean(0), Y[:10].mean(0))
+    a = CKAStats(shift=shift).update(X[:40], Y[:40])
+    b = CKAStats(shift=shift).update(X[40:], Y[40:])
+    both = a + b
+    assert both.n == 90
+    assert both.linear() == pytest.approx(naive_linear(X, Y), abs=1e-10)
+    assert both.debiased() == pytest.approx(naive_debiased(X, Y), abs=1e-8)
+    rest = both - a  # the leave-a-group-out statistics of a jackknife
+    assert rest.n == 50
+    assert rest.linear() == pytest.approx(naive_linear(X[40:], Y[40:]), abs=1e-10)
+    assert rest.debiased() == pytest.approx(naive_debiased(X[40:], Y[40:]), abs=1e-8)
+    with pytest.raises(ValueError, match="same shift"):
+        _ = a + CKAStats().update(X[40:], Y[40:])
+    with pytest.raises(ValueError, match="before any row"):
+        _ = CKAStats() + a
+
+
+def test_unbiased_hsic_values_not_only_their_ratio():
+    """MinibatchCKA adds HSICs of batches of different sizes: each must be the estimator itself,
+    not something proportional to it."""
+    X, Y = _data(7, n=23)
+    K, L = X @ X.T, Y @ Y.T
+    xy, xx, yy = CKAStats().update(X, Y).hsic_unbiased()
+    assert (xy, xx, yy) == pytest.approx((naive_hsic_u(K, L), naive_hsic_u(K, K), naive_hsic_u(L, L)), rel=1e-9)
+    m = MinibatchCKA().update(X[:6], Y[:6]).update(X[6:], Y[6:])
+    parts = [(naive_hsic_u(A @ A.T, B @ B.T), naive_hsic_u(A @ A.T, A @ A.T), naive_hsic_u(B @ B.T, B @ B.T))
+             for A, B in ((X[:6], Y[:6]), (X[6:], Y[6:]))]
+    ref = sum(p[0] for p in parts) / np.sqrt(sum(p[1] for p in parts) * sum(p[2] for p in parts))
+    assert m.value() == pytest.approx(ref, abs=1e-10)
+
+
+def test_mixed_precision_is_accurate_far_from_the_origin():
+    """Features with a large common offset (real layers have them): means and shifts are taken
+    in float64, so float32 GEMMs still give CKA to ~1e-6 of the float64 value."""
+    X, Y = _data(8, n=400, d1=16, d2=12, shift=1e6)
+    for A, B in ((X, Y), (X.astype(np.float32), Y.astype(np.float32))):
+        ref = linear_cka(A.astype(np.float64), B.astype(np.float64), precision="float64")
+        assert linear_cka(A, B) == pytest.approx(ref, abs=2e-6)
+        assert CKAStats(precision="mixed").update(A, B).linear() == pytest.approx(ref, abs=2e-6)
+
+
+def test_half_precision_tensors():
+    X, Y = _data(9, n=40)
+    ref = linear_cka(X, Y, precision="float64")
+    for dt in (torch.bfloat16, torch.float16):
+        v = linear_cka(torch.tensor(X).to(dt), torch.tensor(Y).to(dt))
+        assert v == pytest.approx(ref, abs=0.02)
+
+
+def test_layer_matrix_of_two_models_is_pairwise_linear_cka():
+    X, Y = _data(10, n=60)
+    Z = np.random.default_rng(3).normal(size=(60, 7))
+    rows = layer_cka_matrix({0: X, 1: Y}, {0: Z, 1: X, 2: Y[:, :2]})
+    got = {(r["layer_a"], r["layer_b"]): r["cka"] for r in rows}
+    want = {(a, b): linear_cka(A, B, precision="float64")
+            for a, A in {0: X, 1: Y}.items() for b, B in {0: Z, 1: X, 2: Y[:, :2]}.items()}
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-6)
+    with pytest.raises(ValueError, match="same words"):
+        layer_cka_matrix({0: X}, {0: Z[:30]})

@@ -66,7 +66,7 @@ def test_building_the_parser_imports_neither_torch_nor_transformers():
 
 def test_argument_errors_are_usage_errors_without_heavy_imports():
     env = {**ENV, "PYTHONPROFILEIMPORTTIME": "1"}
-    proc = run(["drift", "--bootstrap", "many"], env=env)
+    proc = run(["drift", "--ci-groups", "many"], env=env)
     assert proc.returncode == 2 and "invalid int value: 'many'" in proc.stderr
     assert "torch" not in {ln.rsplit("|", 1)[-1].strip().split(".")[0] for ln in proc.stderr.splitlines()
                            if ln.startswith("import time:")}

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from alignfreeze.cli import main
 from alignfreeze.experiment import (
     ExperimentConfigError,
     format_table,
+    headline_counts,
     load_experiment,
     run_experiment,
     summary_table,
@@ -83,7 +85,9 @@ def test_grid_end_to_end_resumable_and_failures_do_not_stop_it(tmp_path, tiny_di
 
     table = pd.read_csv(out / "table.csv")
     assert len(table) == 4 * 4  # strategies x (3 languages + avg), baseline shown under the aligner
-    assert (table["n_seeds"] == 2).all() and not table.loc[table["strategy"] == "full", "beats_full"].any()
+    assert (table["n_seeds"] == 2).all() and table.loc[table["strategy"] == "full", "beats_full"].isna().all()
+    assert set(table["treebanks"]) >= {"fr_demo-ud-test.conllu", "de_demo-ud-test.conllu"}
+    assert (out / "headline.csv").is_file()
     md = (out / "table.md").read_text()
     assert "| lang | baseline | full | front | during-front |" in md and "±" in md and "| avg |" in md
 
@@ -126,33 +130,97 @@ def test_grid_end_to_end_resumable_and_failures_do_not_stop_it(tmp_path, tiny_di
     assert len(pd.read_csv(out / "results.csv")) == (len(good) + 2) * 3
 
 
-def test_summary_table_by_hand():
+def _rows(values: dict, langs=(("fr", 0.0), ("de", -0.1)), files: dict | None = None) -> pd.DataFrame:
+    """Accuracy rows: ``values[strategy]`` = one value per seed; ``files[lang]`` = its treebank files."""
     rows = []
-    values = {"baseline": (0.70, 0.71), "full": (0.80, 0.82), "front": (0.90, 0.92), "back": (0.81, 0.83)}
     for strat, vals in values.items():
-        for seed, v in zip((1, 2), vals):
-            for lang, shift in (("fr", 0.0), ("de", -0.1)):
-                rows.append({"run": f"{strat}{seed}", "model": "m", "aligner": "-" if strat == "baseline" else "dict",
-                             "strategy": strat, "seed": seed, "lang": lang, "task": "upos", "metric": "accuracy",
-                             "value": v + shift})
-    s = summary_table(pd.DataFrame(rows)).set_index(["strategy", "lang"])
+        for seed, v in enumerate(vals, 1):
+            for lang, shift in langs:
+                for k, f in enumerate((files or {}).get(lang, [f"{lang}_pud-ud-test.conllu"])):
+                    rows.append({"run": f"{strat}{seed}", "model": "m",
+                                 "aligner": "-" if strat == "baseline" else "dict", "strategy": strat, "seed": seed,
+                                 "lang": lang, "task": "upos", "metric": "accuracy", "value": v + shift + 0.02 * k,
+                                 "file": f"/data/{f}"})
+    return pd.DataFrame(rows)
+
+
+def test_summary_table_by_hand():
+    values = {"baseline": (0.70, 0.71), "full": (0.80, 0.82), "front": (0.90, 0.92), "back": (0.81, 0.83)}
+    s = summary_table(_rows(values)).set_index(["strategy", "lang"])
     assert s.loc[("front", "fr"), "beats_full"] and s.loc[("front", "avg"), "beats_full"]
     assert not s.loc[("back", "fr"), "beats_full"]  # +0.01 < one std (0.0141)
-    assert not s.loc[("baseline", "fr"), "beats_full"] and not s.loc[("full", "fr"), "beats_full"]
+    assert pd.isna(s.loc[("full", "fr"), "beats_full"])  # a strategy is not compared with itself
+    assert not s.loc[("baseline", "fr"), "beats_full"] and s.loc[("baseline", "fr"), "loses_full"]
+    assert s.loc[("back", "fr"), "beats_baseline"] and s.loc[("full", "fr"), "beats_baseline"]
     assert s.loc[("front", "fr"), "mean"] == pytest.approx(0.91)
     assert s.loc[("front", "fr"), "std"] == pytest.approx(0.0141421, abs=1e-6)
     assert s.loc[("front", "avg"), "mean"] == pytest.approx(0.86)  # (fr + de) / 2, per seed first
     assert s.loc[("front", "de"), "delta_vs_full"] == pytest.approx(0.10)
+    assert s.loc[("front", "de"), "delta_vs_baseline"] == pytest.approx(0.205)
+    assert s.loc[("front", "fr"), "treebanks"] == "fr_pud-ud-test.conllu"
     assert set(s.reset_index()["aligner"]) == {"dict"}  # the baseline joins the aligner's table
     md = format_table(s.reset_index(), ["baseline", "full", "front", "back"])
-    assert "| fr | 70.5 ± 0.7 | 81.0 ± 1.4 | **91.0 ± 1.4** | 82.0 ± 1.4 |" in md
+    assert "| fr | 70.5 ± 0.7 | 81.0 ± 1.4 † | **91.0 ± 1.4** † | 82.0 ± 1.4 † |" in md
+    assert "| front | 2 | 0 | 2 | 0 |" in md and "| baseline | n/a | n/a | 0 | 2 |" in md
 
 
-def test_single_seed_std_is_zero_and_no_rows_is_empty():
+def test_two_treebanks_of_a_language_are_one_value_per_seed():
+    """dev + test (or two treebanks) of one language must not count as two seeds."""
+    values = {"full": (0.80, 0.84), "front": (0.90, 0.90)}
+    files = {"fr": ["fr_gsd-ud-test.conllu", "fr_pud-ud-test.conllu"]}  # the second is +0.02
+    s = summary_table(_rows(values, langs=(("fr", 0.0),), files=files)).set_index(["strategy", "lang"])
+    assert s.loc[("full", "fr"), "n_seeds"] == 2
+    assert s.loc[("full", "fr"), "mean"] == pytest.approx(0.83)  # mean of treebanks, then of seeds
+    assert s.loc[("full", "fr"), "std"] == pytest.approx(np.std([0.81, 0.85], ddof=1))
+    assert s.loc[("full", "fr"), "treebanks"] == "fr_gsd-ud-test.conllu+fr_pud-ud-test.conllu"
+    assert s.loc[("front", "fr"), "std"] == 0.0  # identical seeds; the treebank spread is not a std
+    assert s.loc[("front", "fr"), "beats_full"]  # 0.91 - 0.83 = 0.08 > std_full 0.028
+    # ONE seed with two treebanks of a language: one value, not two replicates, so no std and
+    # no marks (a std over the two treebanks would be 0.0141 here and 'front' would "beat" full)
+    one = summary_table(_rows({"full": (0.80,), "front": (0.90,)}, langs=(("fr", 0.0),), files=files))
+    one = one.set_index(["strategy", "lang"])
+    assert (one["n_seeds"] == 1).all() and one["std"].isna().all()
+    assert one.loc[("front", "fr"), "mean"] == pytest.approx(0.91)
+    assert pd.isna(one.loc[("front", "fr"), "beats_full"]) and pd.isna(one.loc[("front", "fr"), "beats_baseline"])
+    assert one.loc[("front", "fr"), "delta_vs_full"] == pytest.approx(0.10)
+    md = format_table(one.reset_index(), ["full", "front"])
+    assert "| fr | 81.0 ± n/a | 91.0 ± n/a |" in md and "| front | n/a | n/a | n/a | n/a |" in md
+    # a seed that saw another treebank set is not mixed with the others
+    extra = _rows({"full": (0.5,)}, langs=(("fr", 0.0),), files={"fr": ["fr_gsd-ud-test.conllu"]}).assign(seed=3)
+    s2 = summary_table(pd.concat([_rows(values, langs=(("fr", 0.0),), files=files), extra]))
+    full = s2[(s2.strategy == "full") & (s2.lang == "fr")]
+    assert sorted(full["n_seeds"]) == [1, 2] and len(full) == 2
+
+
+def test_headline_counts_against_baseline_and_full():
+    langs = (("fr", 0.0), ("de", 0.0), ("ko", 0.0))
+    rows = []
+    for strat, per_lang in {"baseline": {"fr": 0.70, "de": 0.70, "ko": 0.70},
+                            "full": {"fr": 0.80, "de": 0.80, "ko": 0.60},
+                            "front": {"fr": 0.85, "de": 0.80, "ko": 0.71}}.items():
+        for lang, v in per_lang.items():
+            rows.append(_rows({strat: (v, v + 0.02)}, langs=((lang, 0.0),)))
+    s = summary_table(pd.concat(rows, ignore_index=True))
+    h = headline_counts(s).set_index("strategy")
+    assert h.loc["front", "n_langs"] == len(langs)
+    # every std is 0.0141; front: fr +0.15 and de +0.10 over the baseline, ko +0.01 (less
+    # than one std); over full: fr +0.05 and ko +0.11, de 0
+    assert (h.loc["front", "beats_baseline"], h.loc["front", "loses_baseline"]) == (2, 0)
+    assert (h.loc["front", "beats_full"], h.loc["front", "loses_full"]) == (2, 0)
+    assert (h.loc["full", "beats_baseline"], h.loc["full", "loses_baseline"]) == (2, 1)
+    assert pd.isna(h.loc["full", "beats_full"]) and pd.isna(h.loc["baseline", "beats_baseline"])
+
+
+def test_single_seed_std_and_marks_are_na_and_no_rows_is_empty():
     df = pd.DataFrame([{"model": "m", "aligner": "a", "strategy": s, "seed": 1, "lang": "fr", "task": "upos",
                         "metric": "accuracy", "value": v} for s, v in (("full", 0.5), ("front", 0.6))])
     s = summary_table(df).set_index(["strategy", "lang"])
-    assert s.loc[("front", "fr"), "std"] == 0.0 and s.loc[("front", "fr"), "beats_full"]
+    assert np.isnan(s.loc[("front", "fr"), "std"]) and pd.isna(s.loc[("front", "fr"), "beats_full"])
+    assert s.loc[("front", "fr"), "delta_vs_full"] == pytest.approx(0.1)
+    md = format_table(s.reset_index(), ["full", "front"])
+    assert "| fr | 50.0 ± n/a | 60.0 ± n/a |" in md
+    assert "| front | n/a | n/a | n/a | n/a |" in md
+    assert headline_counts(s.reset_index())["beats_full"].isna().all()
     assert len(summary_table(pd.DataFrame())) == 0 and "no finished cells" in format_table(summary_table(None))
 
 

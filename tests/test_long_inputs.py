@@ -91,7 +91,7 @@ def test_library_features_drift_probe_align(setup, capsys):
     assert wf.n_words == N_WORDS and wf.valid.all()
     assert wf.stats["windowed"] == 2 and wf.stats["truncated_words"] == 1 and wf.stats["windows"] == setup["windows"]
     _check_report(capsys.readouterr().err, setup)
-    rows = drift_rows(ex, {"same": ex}, sents, "en", n_boot=0)
+    rows = drift_rows(ex, {"same": ex}, sents, "en", ci_groups=0)
     assert {r["n_words"] for r in rows} == {N_WORDS}
     td = load_token_task(ex, setup["tb"])
     assert len(td) == N_WORDS and td.lost == 0 and td.encoding["truncated_words"] == 1
@@ -150,7 +150,7 @@ def test_cli_features_drift_cka(setup, capsys):
     assert index["stats"]["lost_words"] == 0 and index["stats"]["words"] == N_WORDS
     assert "2 sentence(s) windowed" in out and "1 word(s) truncated" in out
     _, err = _run(["drift", "--base", str(d / "base"), "--model", str(d / "base"), "--treebank", tb,
-                   "--bootstrap", "0", "--no-progress", "--out", str(d / "drift.csv")], capsys)
+                   "--ci-groups", "0", "--no-progress", "--out", str(d / "drift.csv")], capsys)
     _check_report(err, setup)
     assert set(pd.read_csv(d / "drift.csv")["n_words"]) == {N_WORDS}
     _, err = _run(["cka", "--model", str(d / "base"), "--treebank", tb, "--no-progress", "--out",

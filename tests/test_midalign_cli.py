@@ -57,7 +57,7 @@ def test_scan_train_merge_eval_and_drift(tmp_path, capsys):
     assert set(e["lang"]) == {"en", "de"} and e["adapter"].nunique() == 3
 
     drift = tmp_path / "drift.csv"
-    assert main(["drift", "--base", base, "--model", str(merged), "--treebank", str(EN), "--bootstrap", "0",
+    assert main(["drift", "--base", base, "--model", str(merged), "--treebank", str(EN), "--ci-groups", "0",
                  "--no-progress", "--out", str(drift)]) == 0
     d = pd.read_csv(drift)
     cka = d[(d["metric"] == "cka")].set_index("layer")["value"]

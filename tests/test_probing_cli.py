@@ -10,7 +10,7 @@ import pytest
 
 from alignfreeze.cli import main
 from probing.run import COLUMNS, ProbeConfig, run_probe
-from probing.tasks import check_vocabulary, unknown_word_rate
+from probing.tasks import check_vocabulary, read_treebank, unknown_word_rate
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +46,25 @@ def test_probe_upos_with_control_end_to_end(tiny_dir, demo, tmp_path, capsys):
     assert set(acc[acc.split == "eval"]["lang"]) == {"fr", "de"}
     assert set(acc[acc.split == "heldout"]["lang"]) == {"en"} and (acc["train_lang"] == "en").all()
     assert acc["value"].between(0, 1).all()
-    # one selectivity row per (lang, split, layer, seed), equal to task - control
-    sel = df[df.metric == "selectivity"].set_index(["lang", "split", "layer", "seed"])["value"]
-    ctl = df[df.task == "upos-control"].set_index(["lang", "split", "layer", "seed"])["value"]
+    # control task and selectivity only where defined: the training language's splits
+    ctl = df[df.task == "upos-control"]
+    assert set(ctl["lang"]) == {"en"} and set(ctl["split"]) == {"train", "heldout"}
+    sel = df[df.metric == "selectivity"]
+    assert set(sel["lang"]) == {"en"} and len(sel) == len(ctl)
+    # one selectivity row per (split, layer, seed), equal to task - control
+    sel = sel.set_index(["lang", "split", "layer", "seed"])["value"]
+    ctl = ctl.set_index(["lang", "split", "layer", "seed"])["value"]
     task = acc.set_index(["lang", "split", "layer", "seed"])["value"]
-    np.testing.assert_allclose(sel.sort_index(), (task - ctl).sort_index())
-    # held-out words + training words = the whole English treebank (84 words in 12 sentences)
-    n = acc[(acc.lang == "en") & (acc.layer == 0)].groupby("seed")["n"].sum()
-    assert (n == n.iloc[0]).all() and n.iloc[0] > 50
+    np.testing.assert_allclose(sel.sort_index(), (task.loc[ctl.index] - ctl).sort_index())
+    # 2 seeds are 2 replicates: each trains on its own bootstrap resample of the training sentences
+    n_train = acc[(acc.split == "train") & (acc.layer == 0)].set_index("seed")["n"]
+    n_held = acc[(acc.split == "heldout") & (acc.layer == 0)].set_index("seed")["n"]
+    n_words = sum(len(s.tokens) for s in read_treebank(demo["en"]))
+    assert (n_train + n_held <= n_words).all() and n_train.nunique() + n_held.nunique() > 2
     meta = json.loads((out.parent / "probe.json").read_text())
     assert meta["kind"] == "probe" and meta["pooling"] == "first" and meta["layers"] == [0, 1, 2]
     assert meta["config"]["control"] is True and meta["config"]["seeds"] == 2
+    assert "bootstrap" in meta["replicates"] and "training language" in meta["selectivity"]
     assert len(meta["model"]["weight_hash"]) == 64
     assert {e["path"] for e in meta["data_files"]} == set(demo.values())
     assert "torch" in meta["environment"]["packages"]
@@ -174,3 +182,103 @@ def test_real_english_treebank_small_subset(tiny_models, ud_dir):
     ev = df[(df.split == "eval") & (df.task == "upos") & (df.metric == "accuracy")]
     assert len(ev) == 3 and (ev["value"] > 0.2).all()  # above the ~0.17 majority rate of NOUN
     assert meta["data"][str(dev)]["sentences"] == 60
+
+
+def _spy_on_fits(monkeypatch) -> list:
+    """Record the labels every probe of a run is fitted on."""
+    import probing.run as run
+
+    fitted = []
+    make = run._probe
+
+    def spy(cfg, seed):
+        probe = make(cfg, seed)
+        fit = probe.fit
+
+        def recording_fit(X, y):
+            fitted.append(np.asarray(y).copy())
+            return fit(X, y)
+
+        probe.fit = recording_fit
+        return probe
+
+    monkeypatch.setattr(run, "_probe", spy)
+    return fitted
+
+
+# English sentences written for this test, with word types that take two tags
+AMBIGUOUS = [("She reads her book .", "PRON VERB DET NOUN PUNCT"), ("We see her .", "PRON VERB PRON PUNCT"),
+             ("The children play in the garden .", "DET NOUN VERB ADP DET NOUN PUNCT"),
+             ("They see the play .", "PRON VERB DET NOUN PUNCT"),
+             ("They train in the morning .", "PRON VERB ADP DET NOUN PUNCT"),
+             ("The train leaves at seven .", "DET NOUN VERB ADP NUM PUNCT"),
+             ("We see the green leaves .", "PRON VERB DET ADJ NOUN PUNCT"),
+             ("My sister works in the hospital .", "PRON NOUN VERB ADP DET NOUN PUNCT")]
+
+
+def _conllu(path, sentences):
+    lines = []
+    for k, (text, tags) in enumerate(sentences, 1):
+        lines += [f"# sent_id = {k}", f"# text = {text}"]
+        for i, (w, t) in enumerate(zip(text.split(), tags.split()), 1):
+            lines.append(f"{i}\t{w}\t_\t{t}\t_\t_\t{0 if i == 1 else 1}\t{'root' if i == 1 else 'dep'}\t_\t_")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_control_probe_learns_the_control_map_not_the_tags(tiny_models, demo, monkeypatch, tmp_path):
+    from core.features import WordFeatureExtractor
+    from probing.control import ControlTask
+    from probing.tasks import load_token_task
+
+    model, tok = tiny_models("bert")
+    train = _conllu(tmp_path / "en_amb-ud-test.conllu", AMBIGUOUS)
+    fitted = _spy_on_fits(monkeypatch)
+    cfg = ProbeConfig(model="tiny", train=str(train), eval=(demo["fr"],), seeds=1, seed=5, control=True,
+                      layers="last")
+    df, _ = run_probe(cfg, model=model, tokenizer=tok, progress=False)
+    data = load_token_task(WordFeatureExtractor(model, tok, layers="last"), train)
+    y_task, y_ctl = fitted  # one seed, no resampling: every training word once
+    assert list(y_task) == list(data.labels)
+    assert list(y_ctl) == list(ControlTask(5).fit(data.words, data.labels).transform(data.words))
+    # a map of word types, not the tags: an ambiguous type has two tags but one control label
+    types = {}
+    for w, t, c in zip(data.words, y_task, y_ctl):
+        types.setdefault(w, (set(), set()))
+        types[w][0].add(t)
+        types[w][1].add(c)
+    assert all(len(c) == 1 for _, c in types.values())
+    assert any(len(t) > 1 for t, _ in types.values()), "the fixture needs an ambiguous word"
+    assert np.mean(y_ctl != y_task) > 0.4
+    # zero-shot French gets no control rows and no selectivity
+    assert set(df[df.task == "upos-control"]["lang"]) == {"en"}
+
+
+def test_seeds_are_independent_replicates(tiny_models, demo, monkeypatch):
+    """With L-BFGS from zeros, seeds used to refit the same data: identical accuracies and a
+    std of 0. Each seed now trains on its own bootstrap resample of the training sentences."""
+    from probing.run import bootstrap_sentence_rows
+
+    model, tok = tiny_models("bert")
+    fitted = _spy_on_fits(monkeypatch)
+    cfg = ProbeConfig(model="tiny", train=demo["en"], eval=(demo["fr"], demo["de"]), seeds=3, layers="all")
+    df, meta = run_probe(cfg, model=model, tokenizer=tok, progress=False)
+    assert len(fitted) == 3 and len({tuple(y) for y in fitted}) == 3  # three different training samples
+    ev = df[(df.split == "eval") & (df.metric == "accuracy")].pivot_table(index=["lang", "layer"], columns="seed",
+                                                                         values="value")
+    assert (ev.std(axis=1) > 0).any(), "every seed gave the same zero-shot accuracy"
+    assert "bootstrap" in meta["replicates"]
+    # one seed: one probe on all the training words, no replicate
+    one, meta1 = run_probe(ProbeConfig(model="tiny", train=demo["en"], eval=(demo["fr"],), seeds=1, layers="last"),
+                           model=model, tokenizer=tok, progress=False)
+    n_words = sum(len(s.tokens) for s in read_treebank(demo["en"]))
+    assert one[one.split == "train"]["n"].iloc[0] == len(fitted[-1]) == n_words and "no std" in meta1["replicates"]
+    # the resample draws whole sentences with replacement
+    sentence = np.repeat(np.arange(6), [3, 1, 4, 2, 5, 2])
+    rows = np.arange(len(sentence))
+    boot = bootstrap_sentence_rows(sentence, rows, seed=2)
+    drawn = np.bincount(sentence[boot], minlength=6) / np.bincount(sentence, minlength=6)
+    assert np.allclose(drawn, drawn.round()) and drawn.sum() == 6  # 6 draws of whole sentences
+    assert np.array_equal(boot, bootstrap_sentence_rows(sentence, rows, seed=2))
+    assert not np.array_equal(boot, bootstrap_sentence_rows(sentence, rows, seed=3))

@@ -76,3 +76,5 @@ def test_selectivity_values_and_rows():
     assert by_layer.loc[0, "mean"] == pytest.approx(0.3) and by_layer.loc[1, "mean"] == pytest.approx(0.175)
     assert by_layer.loc[0, "std"] == pytest.approx(np.std([0.4, 0.2], ddof=1))
     assert (summ["count"] == 2).all()
+    one = summarize(sel[sel["seed"] == 0].drop(columns=["n", "file"]))
+    assert one["std"].isna().all() and (one["count"] == 1).all()  # no spread without replicates

@@ -15,7 +15,8 @@ def register(sub) -> None:
         "drift", help="per-layer drift of checkpoints against their base (CKA, cosine, L2) -> tidy CSV",
         description="For every layer and language (from the treebank file name): linear and debiased "
                     "CKA between the base and each checkpoint on the same words, mean cosine distance "
-                    "and relative L2 change of each word vector, with bootstrap CIs over sentences. "
+                    "and relative L2 change of each word vector, with jackknife CIs over sentences "
+                    "(docs/analysis.md). "
                     "Streams chunks of sentences (memory bounded by one chunk and d x d statistics). "
                     "A checkpoint whose manifest names another base (weight hash) is refused unless --force.",
     )
@@ -23,11 +24,12 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, nargs="+", help="checkpoint folder(s) to compare")
     p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s), glob(s) or UD folder(s)")
     _common(p)
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over sentences (0: no CIs)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--ci-groups", type=int, default=10,
+                   help="random groups of sentences for the CKA jackknife intervals (0: no intervals; else at least 5); "
+                        "memory: this many float32 copies of the d x d statistics per layer and model")
+    p.add_argument("--ci-level", type=float, default=0.95, help="coverage of the intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sentence groups")
     p.add_argument("--chunk-sentences", type=int, default=512, help="sentences per streamed chunk")
-    p.add_argument("--cka-ci-words", type=int, default=1000,
-                   help="words (whole sentences) in the subsample used for CKA CIs")
     p.add_argument("--max-sentences", type=int, default=None, help="first N sentences per treebank")
     p.add_argument("--force", action="store_true", help="compare even when the manifest names another base")
     p.add_argument("--out", required=True, help="output CSV")
@@ -132,9 +134,14 @@ def _csv_out(args) -> None:
 
 
 def check_drift(args) -> None:
-    from alignfreeze.preflight import need_model, need_treebanks
+    from alignfreeze.preflight import InputError, need_model, need_treebanks
 
     _csv_out(args)
+    if args.ci_groups < 0 or 0 < args.ci_groups < 5:  # analysis.drift.MIN_GROUPS (not imported here)
+        raise InputError(f"--ci-groups {args.ci_groups}: expected 0 (no intervals) or at least 5 "
+                         "(the CKA interval's group U-statistic needs 4 groups left when one is deleted)")
+    if not 0 < args.ci_level < 1:
+        raise InputError(f"--ci-level {args.ci_level}: expected a coverage in (0, 1), e.g. 0.95")
     for m in [args.base, *args.model]:
         need_model(m)
     need_treebanks(args.treebank, TREEBANK)
@@ -240,8 +247,8 @@ def run_drift_cmd(args) -> int:
         sents = list(itertools.islice(read_conllu(f), args.max_sentences))
         if not sents:
             raise ValueError(f"{f}: no sentences")
-        for r in drift_rows(base_ex, exs, sents, lang, n_boot=args.bootstrap, seed=args.seed,
-                            chunk_sentences=args.chunk_sentences, cka_ci_words=args.cka_ci_words):
+        for r in drift_rows(base_ex, exs, sents, lang, ci_groups=args.ci_groups, level=args.ci_level,
+                            seed=args.seed, chunk_sentences=args.chunk_sentences):
             rows.append({"base": model_label(args.base), **r, "treebank": str(f)})
     df = pd.DataFrame(rows)
     _write(df, args.out)

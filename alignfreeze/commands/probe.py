@@ -59,5 +59,6 @@ def run_probe_cmd(args) -> int:
         summary = summarize(main.drop(columns=["n", "file"]))
         best = summary.loc[summary.groupby(["lang", "task", "metric"])["mean"].idxmax()]
         for r in best.itertuples():
-            print(f"  {r.lang}\t{r.task}\t{r.metric}\tbest layer {r.layer}: {r.mean:.4f} ± {r.std:.4f}")
+            sd = "n/a" if r.std != r.std else f"{r.std:.4f}"  # NaN below two seeds
+            print(f"  {r.lang}\t{r.task}\t{r.metric}\tbest layer {r.layer}: {r.mean:.4f} ± {sd}")
     return 0
