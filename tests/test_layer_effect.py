@@ -216,6 +216,26 @@ def test_interval_arithmetic():
         pytest.approx(retrieval_accuracy(Q, both, idx, exclude=idx + 30))
 
 
+def test_sentence_vectors_average_surface_tokens_as_align_eval(grid):
+    """A multiword token (French "du" = de + le) counts once, as in align-eval's token lists."""
+    from alignfreeze.layer_effect_measures import sentence_vectors
+    from analysis.alignment import sentence_means
+    from core.conllu import read_conllu
+
+    sents = list(read_conllu(grid["files"]["fr"]))
+    mwt = [i for i, s in enumerate(sents) if len(s.words) != len(s.tokens)]
+    assert mwt
+    model, tok = grid["model"], grid["tok"]
+    by_words = variant_features(model, model, tok, [], sents, layers="4", pooling="first")["realigned"]
+    by_tokens = variant_features(model, model, tok, [], [s.tokens for s in sents], layers="4",
+                                 pooling="first")["realigned"]
+    got = sentence_vectors(by_words, sents, 4)
+    want = sentence_means(by_tokens.features[4], by_tokens.offsets, by_tokens.valid)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    words = sentence_means(by_words.features[4], by_words.offsets, by_words.valid)
+    assert not np.allclose(words[mwt[0]], want[mwt[0]], rtol=1e-6, atol=1e-7)
+
+
 def test_variants():
     names = [v.name for v in build_variants(["each", "front", "back", "all", "emb,1"], 4)]
     assert names == ["emb", "block 1", "block 2", "block 3", "block 4", "lower half (1-2)", "upper half (3-4)",

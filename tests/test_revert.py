@@ -107,6 +107,15 @@ def test_reverting_the_frozen_half_of_a_front_frozen_checkpoint_gives_the_checkp
     assert unchanged_layers(load_checkpoint(study["full"]), base) == ()
 
 
+def test_a_layer_is_unchanged_only_when_every_tensor_is(tiny_models):
+    base, _ = tiny_models("bert")
+    model = copy.deepcopy(base)
+    assert unchanged_layers(model, base) == (0, 1, 2)
+    with torch.no_grad():
+        model.encoder.layer[1].output.LayerNorm.bias.add_(1e-3)  # one tensor of block 2
+    assert unchanged_layers(model, base) == (0, 1)
+
+
 def test_one_layer_reverted_and_the_manifest(study, tmp_path):
     out = revert_checkpoint(study["full"], study["base"], tmp_path / "r2", layers="2")
     got, base, ckpt = _state(out), _state(study["base"]), _state(study["full"])
