@@ -114,7 +114,7 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
             held = ref.sentence_rows(held_s)
             tr = np.setdiff1d(np.arange(len(ref)), held)
         for name in names:
-            probes[name] = MultiLayerLinearProbe(cfg.C, max_iter=cfg.max_iter, seed=cfg.probe_seed).fit(
+            probes[name] = MultiLayerLinearProbe(cfg.C, max_iter=cfg.max_iter, random_state=cfg.probe_seed).fit(
                 td[name].stack(tr), ref.labels[tr])
             if held is not None:
                 units, unit = np.unique(ref.sentence[held], return_inverse=True)
@@ -169,15 +169,17 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
         hits.update(hits_ft)
     facts = {"path": ck["path"], "seed": ck["seed"], "base_check": ck["base_check"], "unchanged_layers": list(same),
              "identical_variants": identical, "wall_time_s": round(time.perf_counter() - t0, 3),
-             "block_passes": block_passes(variants, identical, L, cfg.reuse)}
+             "block_passes": block_passes(variants, identical, max(layers), cfg.reuse)}
     return rows, hits, facts
 
 
-def block_passes(variants, identical, L: int, reuse: bool) -> dict:
-    """Blocks run per sentence: with the replay and skipping, and as plain passes would."""
-    run = [v for v in variants if v.name not in identical]
-    done = L + sum(L - (v.lowest - 1 if reuse and v.lowest > 1 else 0) for v in run)
-    return {"computed": done, "plain": L * (1 + len(variants))}
+def block_passes(variants, identical, top: int, reuse: bool) -> dict:
+    """Blocks run per sentence when the highest layer read is ``top``: with the replay and
+    the skipping (:func:`~alignfreeze.layer_effect_measures.variant_features`), and as
+    plain passes of every model would."""
+    run = [v for v in variants if v.name not in identical and v.lowest <= top]
+    done = top + sum(top - (v.lowest - 1 if reuse and v.lowest > 1 else 0) for v in run)
+    return {"computed": done, "plain": top * (1 + len(variants))}
 
 
 def _finetune_path(cfg, ck, base, data: StudyData, variants, identical, rev, L: int, models_dir: Path):

@@ -99,15 +99,20 @@ def variant_features(model, base, tokenizer, variants: Sequence[Variant], senten
     (:func:`core.replay.record_blocks`); each variant then has its layers pointed at the
     base's tensors (:func:`realign.revert.reverted`) and, with ``reuse``, replays blocks
     ``1..lowest-1`` (identical to the realigned model's) instead of computing them. A
-    variant named in ``same_as_realigned`` (its layers never moved) gets the realigned
-    features without any pass. Returns ``{"realigned": ..., variant.name: ...}``.
+    variant named in ``same_as_realigned`` (its layers never moved), or whose lowest
+    reverted layer is above every layer read, gets the realigned features without any
+    pass. Returns ``{"realigned": ..., variant.name: ...}``.
     """
     from core.replay import record_blocks, replay_blocks
     from realign.revert import reverted
 
     ex = WordFeatureExtractor(model, tokenizer, layers=layers, pooling=pooling, batch_size=batch_size,
                               max_length=max_length, progress=False)
-    todo = [v for v in variants if v.name not in same_as_realigned]
+    # a variant reverting only layers above the highest one read is the realigned model there
+    # (the forward pass stops at that layer: core.layers)
+    top = max(ex.layers)
+    same = set(same_as_realigned) | {v.name for v in variants if v.lowest > top}
+    todo = [v for v in variants if v.name not in same]
     depth = max([v.lowest - 1 for v in todo] + [0]) if reuse else 0
     parts: dict[str, list[WordFeatures]] = {REALIGNED: [], **{v.name: [] for v in todo}}
     for a in range(0, len(sentences), chunk_sentences):
@@ -122,7 +127,7 @@ def variant_features(model, base, tokenizer, variants: Sequence[Variant], senten
         del rec
     out = {k: concat_features(p) for k, p in parts.items()}
     for v in variants:
-        if v.name in same_as_realigned:
+        if v.name in same:
             out[v.name] = out[REALIGNED]
     return out
 

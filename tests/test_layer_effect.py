@@ -88,7 +88,10 @@ def test_one_row_per_variant_language_measure_with_the_point_inside(one):
 
 def test_the_measures_are_the_toolkits_own(grid, one):
     """The realigned model's numbers equal `alignfreeze probe` and `align-eval` on the same data."""
+    from types import SimpleNamespace
+
     from analysis.alignment import align_eval, read_pairs_jsonl
+    from core.conllu import read_conllu
     from core.features import WordFeatureExtractor
     from core.models import load
     from core.parallel import read_parallel
@@ -104,9 +107,15 @@ def test_the_measures_are_the_toolkits_own(grid, one):
         assert got[(lang, "upos-probe")] == pytest.approx(probe[lang], abs=1e-12)
     model, tok = load(grid["full-7"])
     ex = WordFeatureExtractor(model, tok, layers="4", progress=False)
+    en = list(read_conllu(f["en"]))
     for lang, pairs in zip(("fr", "de"), grid["pairs"], strict=True):
-        r = pd.DataFrame(align_eval(ex, sentence_pairs=read_parallel(f["en"], f[lang]),
-                                    linked_pairs=read_pairs_jsonl(pairs), csls_k=0))
+        # the sentences themselves (running text with SpaceAfter), as the study reads them
+        tgt = {s.sent_id: s for s in read_conllu(f[lang])}
+        sentence_pairs = [SimpleNamespace(src=s, tgt=tgt[s.sent_id]) for s in en]
+        assert [p.id for p in read_parallel(f["en"], f[lang])] == [s.sent_id for s in en]
+        # (the word pairs are word lists, spaces everywhere: this WordPiece splits punctuation either way)
+        r = pd.DataFrame(align_eval(ex, sentence_pairs=sentence_pairs, linked_pairs=read_pairs_jsonl(pairs),
+                                    csls_k=0))
         sent = r[r["task"] == "sentence"]["value"].mean()
         word = r[(r["task"] == "word") & (r["candidates"] == "strong") & ~r["centred"].astype(bool)]["value"].mean()
         assert got[(lang, "sentence-retrieval")] == pytest.approx(sent, abs=1e-12)
@@ -140,6 +149,17 @@ def test_layers_that_never_moved_have_an_exact_zero_and_are_not_run(grid):
     assert set(facts["identical_variants"]) == {"block 1", "block 2", "lower half (1-2)"}
     # 8 variants, 3 never run; the others replay the blocks below them
     assert facts["block_passes"] == {"computed": 4 + 4 + 2 + 1 + 2 + 4, "plain": 4 * 9}
+
+
+def test_a_lower_read_out_layer_stops_the_passes_there(grid):
+    """Read at layer 2: reverting block 3 or 4 changes nothing there (exact zeros, no pass)."""
+    res = run_layer_effect(_cfg(grid, [grid["full-7"]], measures=("upos-probe",), readout="1-2",
+                                revert=("each",)), progress=False)
+    eff = res.effects
+    assert set(eff["layer"]) == {1, 2}
+    above = eff[eff["variant"].isin(["block 3", "block 4"]) | ((eff["variant"] == "block 2") & (eff["layer"] == 1))]
+    assert len(above) == 2 * 2 * 3 + 3 and (above["effect"] == 0).all()
+    assert res.meta["checkpoints"][0]["block_passes"] == {"computed": 2 + 2 + 2 + 1, "plain": 2 * 6}
 
 
 def test_replayed_variant_features_are_those_of_the_reverted_checkpoint(grid, tmp_path):
