@@ -45,6 +45,28 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+def _reading(eff) -> str:
+    """A few sentences on what the run measured (one checkpoint: intervals over sentences)."""
+    import numpy as np
+
+    out = ["What the run measured (effects of one checkpoint, in points; the full table is printed by the study):"]
+    single = eff["variant"].str.match(r"^(emb|block \d+)$")
+    for measure, g in eff.groupby("measure", sort=False):
+        tot = g[g["variant"] == "all (pretrained)"].set_index("lang")["effect"] * 100
+        one = g[single.loc[g.index]]
+        if (g["realigned"] >= 0.999).all() and (g["reverted"] >= 0.999).all():
+            out.append(f"{measure}: at its ceiling (100% for every variant): more sentences are needed for it.")
+            continue
+        sums = one.groupby("lang")["effect"].sum() * 100
+        big = one.loc[(one["effect"] * 100).abs().idxmax()]
+        out.append(f"{measure}: the whole realignment (all layers reverted) {tot.min():+.1f} to {tot.max():+.1f}; "
+                   f"single layers median |effect| {np.median(np.abs(one['effect'] * 100)):.1f}, largest "
+                   f"{100 * big['effect']:+.1f} ({big['variant']}, {big['lang']}); sum of the single-layer effects vs "
+                   "all: " + ", ".join(f"{lang} {sums[lang]:+.1f} vs {tot[lang]:+.1f}" for lang in tot.index
+                                       if lang in sums.index) + ".")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--langs", nargs="+", default=["fr", "de", "es", "ru", "zh"])
@@ -130,6 +152,7 @@ The study costs **{times['study (replay)'] / peer:.0f} probe runs** (17 models' 
 Load average (1 min) at start / end: {load0[0]:.1f} / {load1[0]:.1f} on {os.cpu_count()} cores (other jobs
 shared the machine: absolute seconds are noisy, the ratios compare steps of the same run).
 """
+    body += "\n" + _reading(res.effects) + "\n"
     print(body)
     print(summary_text(res.effects))
     if not args.no_write:
