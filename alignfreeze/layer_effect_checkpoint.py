@@ -108,6 +108,8 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
         ref = td[REALIGNED]
         hold = any(same_file(f, data.train) for f, _, _ in data.evals) and cfg.holdout > 0
         tr, held = np.arange(len(ref)), None
+        if hold and ref.n_sentences < 2:
+            raise ValueError(f"{data.train}: cannot hold out sentences of a 1-sentence treebank; use --holdout 0")
         if hold:
             rng = np.random.default_rng(cfg.probe_seed)
             held_s = rng.permutation(ref.n_sentences)[:max(1, int(round(ref.n_sentences * cfg.holdout)))]
