@@ -128,7 +128,7 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
     piv_vec, piv_f = {}, None
     if data.pivot is not None:
         piv_f = feats(data.pivot, data.pivot_sents)
-        piv_vec = {(name, lay): sentence_vectors(piv_f[name], data.pivot_sents, lay) for name in names for lay in layers}
+        piv_vec = {(name, lay): sentence_vectors(piv_f[name], lay) for name in names for lay in layers}
     for key in list(cache):  # only the pivot's features stay
         if data.pivot is None or key[0] != str(Path(data.pivot).resolve()):
             del cache[key]
@@ -153,7 +153,7 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
             ip, jf = join_pivot(data.pivot, data.pivot_sents, piv_index, path, sents)
             for name in names:
                 for lay in layers:
-                    v = sentence_vectors(f[name], sents, lay)
+                    v = sentence_vectors(f[name], lay)
                     record(name, lang, "sentence-retrieval", lay,
                            sentence_retrieval_hits(piv_vec[(name, lay)][ip], v[jf]), path)
         if retrieve_here and "word-retrieval" in cfg.measures and lang in data.pairs:

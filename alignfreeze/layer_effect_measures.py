@@ -9,7 +9,7 @@ can still give an interval over evaluation sentences:
   the training treebank's features of the SAME variant: :mod:`probing.linear`);
 - ``sentence-retrieval``: unit = sentence pair; hits = directions (pivot->lang,
   lang->pivot) in which the sentence retrieves its translation (cosine, the mean of its
-  surface tokens' vectors, as ``alignfreeze align-eval``);
+  words' vectors, as ``alignfreeze align-eval``);
 - ``word-retrieval``: unit = sentence pair; hits = linked words that retrieve their
   partner, both directions, strong candidates (both languages' linked words, the query
   excluded), cosine, not centred (the ``align-eval`` setting drawn by default);
@@ -148,12 +148,12 @@ def token_rows(sentences) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype=np.int64), np.asarray(offs, dtype=np.int64)
 
 
-def sentence_vectors(wf: WordFeatures, sentences, layer: int) -> np.ndarray:
-    """Mean of each sentence's surface-token vectors (:func:`analysis.alignment.sentence_means`)."""
+def sentence_vectors(wf: WordFeatures, layer: int) -> np.ndarray:
+    """Mean of each sentence's word vectors: :func:`analysis.alignment.sentence_means`, as
+    ``align-eval`` computes it for the same sentences."""
     from analysis.alignment import sentence_means
 
-    rows, offs = token_rows(sentences)
-    return sentence_means(wf.features[layer][rows], offs, wf.valid[rows])
+    return sentence_means(wf.features[layer], wf.offsets, wf.valid)
 
 
 # ------------------------------------------------------------------------------- hits

@@ -66,7 +66,9 @@ def _cfg(grid, models, **kw):
 
 @pytest.fixture(scope="module")
 def one(grid):
-    return run_layer_effect(_cfg(grid, [grid["full-7"]]), progress=False)
+    # one sentence per batch, here and in the peers below: the padding of a batch changes the
+    # last bits of a float, enough to flip a near-tie of a tiny model
+    return run_layer_effect(_cfg(grid, [grid["full-7"]], batch_size=1), progress=False)
 
 
 def test_one_row_per_variant_language_measure_with_the_point_inside(one):
@@ -100,13 +102,14 @@ def test_the_measures_are_the_toolkits_own(grid, one):
     f = grid["files"]
     meas = one.measurements
     got = meas[meas["variant"] == "realigned"].set_index(["lang", "measure"])["value"]
-    df, _ = run_probe(ProbeConfig(model=grid["full-7"], train=f["en"], eval=tuple(f.values()), layers="4", seeds=1),
+    df, _ = run_probe(ProbeConfig(model=grid["full-7"], train=f["en"], eval=tuple(f.values()), layers="4", seeds=1,
+                                  batch_size=1),
                       progress=False)
     probe = df[df["split"] != "train"].set_index("lang")["value"]
     for lang in LANGS:
         assert got[(lang, "upos-probe")] == pytest.approx(probe[lang], abs=1e-12)
     model, tok = load(grid["full-7"])
-    ex = WordFeatureExtractor(model, tok, layers="4", progress=False)
+    ex = WordFeatureExtractor(model, tok, layers="4", batch_size=1, progress=False)
     en = list(read_conllu(f["en"]))
     for lang, pairs in zip(("fr", "de"), grid["pairs"], strict=True):
         # the sentences themselves (running text with SpaceAfter), as the study reads them
@@ -126,7 +129,8 @@ def test_the_pretrained_variant_is_the_base_model(grid, one):
     from probing.run import ProbeConfig, run_probe
 
     f = grid["files"]
-    df, _ = run_probe(ProbeConfig(model=grid["base"], train=f["en"], eval=tuple(f.values()), layers="4", seeds=1),
+    df, _ = run_probe(ProbeConfig(model=grid["base"], train=f["en"], eval=tuple(f.values()), layers="4", seeds=1,
+                                  batch_size=1),
                       progress=False)
     probe = df[df["split"] != "train"].set_index("lang")["value"]
     meas = one.measurements
@@ -234,26 +238,6 @@ def test_interval_arithmetic():
     both = np.concatenate([C, Q])
     assert retrieval_hits(Q, both, exclude=idx + 30).mean() == \
         pytest.approx(retrieval_accuracy(Q, both, idx, exclude=idx + 30))
-
-
-def test_sentence_vectors_average_surface_tokens_as_align_eval(grid):
-    """A multiword token (French "du" = de + le) counts once, as in align-eval's token lists."""
-    from alignfreeze.layer_effect_measures import sentence_vectors
-    from analysis.alignment import sentence_means
-    from core.conllu import read_conllu
-
-    sents = list(read_conllu(grid["files"]["fr"]))
-    mwt = [i for i, s in enumerate(sents) if len(s.words) != len(s.tokens)]
-    assert mwt
-    model, tok = grid["model"], grid["tok"]
-    by_words = variant_features(model, model, tok, [], sents, layers="4", pooling="first")["realigned"]
-    by_tokens = variant_features(model, model, tok, [], [s.tokens for s in sents], layers="4",
-                                 pooling="first")["realigned"]
-    got = sentence_vectors(by_words, sents, 4)
-    want = sentence_means(by_tokens.features[4], by_tokens.offsets, by_tokens.valid)
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-    words = sentence_means(by_words.features[4], by_words.offsets, by_words.valid)
-    assert not np.allclose(words[mwt[0]], want[mwt[0]], rtol=1e-6, atol=1e-7)
 
 
 def test_variants():
