@@ -88,8 +88,9 @@ def test_one_row_per_variant_language_measure_with_the_point_inside(one):
     assert eff["effect"].abs().max() > 0  # the realignment did something somewhere
 
 
-def test_the_measures_are_the_toolkits_own(grid, one):
-    """The realigned model's numbers equal `alignfreeze probe` and `align-eval` on the same data."""
+def _toolkit_numbers(grid, model: str) -> dict:
+    """``alignfreeze probe`` and ``align-eval`` numbers of ``model`` on the study's data,
+    keyed by (lang, measure), one sentence per batch as the study runs in ``one``."""
     from types import SimpleNamespace
 
     from analysis.alignment import align_eval, read_pairs_jsonl
@@ -100,43 +101,48 @@ def test_the_measures_are_the_toolkits_own(grid, one):
     from probing.run import ProbeConfig, run_probe
 
     f = grid["files"]
-    meas = one.measurements
-    got = meas[meas["variant"] == "realigned"].set_index(["lang", "measure"])["value"]
-    df, _ = run_probe(ProbeConfig(model=grid["full-7"], train=f["en"], eval=tuple(f.values()), layers="4", seeds=1,
+    out = {}
+    df, _ = run_probe(ProbeConfig(model=model, train=f["en"], eval=tuple(f.values()), layers="4", seeds=1,
                                   batch_size=1),
                       progress=False)
-    probe = df[df["split"] != "train"].set_index("lang")["value"]
-    for lang in LANGS:
-        assert got[(lang, "upos-probe")] == pytest.approx(probe[lang], abs=1e-12)
-    model, tok = load(grid["full-7"])
-    ex = WordFeatureExtractor(model, tok, layers="4", batch_size=1, progress=False)
+    for lang, v in df[df["split"] != "train"].set_index("lang")["value"].items():
+        out[(lang, "upos-probe")] = v
+    m, tok = load(model)
+    ex = WordFeatureExtractor(m, tok, layers="4", batch_size=1, progress=False)
     en = list(read_conllu(f["en"]))
     for lang, pairs in zip(("fr", "de"), grid["pairs"], strict=True):
         # the sentences themselves (running text with SpaceAfter), as the study reads them
         tgt = {s.sent_id: s for s in read_conllu(f[lang])}
         sentence_pairs = [SimpleNamespace(src=s, tgt=tgt[s.sent_id]) for s in en]
         assert [p.id for p in read_parallel(f["en"], f[lang])] == [s.sent_id for s in en]
-        # (the word pairs are word lists, spaces everywhere: this WordPiece splits punctuation either way)
         r = pd.DataFrame(align_eval(ex, sentence_pairs=sentence_pairs, linked_pairs=read_pairs_jsonl(pairs),
                                     csls_k=0))
-        sent = r[r["task"] == "sentence"]["value"].mean()
-        word = r[(r["task"] == "word") & (r["candidates"] == "strong") & ~r["centred"].astype(bool)]["value"].mean()
-        assert got[(lang, "sentence-retrieval")] == pytest.approx(sent, abs=1e-12)
-        assert got[(lang, "word-retrieval")] == pytest.approx(word, abs=1e-12)
+        out[(lang, "sentence-retrieval")] = r[r["task"] == "sentence"]["value"].mean()
+        out[(lang, "word-retrieval")] = r[(r["task"] == "word") & (r["candidates"] == "strong")
+                                          & ~r["centred"].astype(bool)]["value"].mean()
+    return out
+
+
+def test_the_measures_are_the_toolkits_own(grid, one):
+    """The realigned model's numbers equal `alignfreeze probe` and `align-eval` on the same data."""
+    meas = one.measurements
+    got = meas[meas["variant"] == "realigned"].set_index(["lang", "measure"])["value"]
+    want = _toolkit_numbers(grid, grid["full-7"])
+    assert set(want) == set(got.index) and len(want) == 3 + 2 * 2
+    for key, v in want.items():
+        assert got[key] == pytest.approx(v, abs=1e-12), key
 
 
 def test_the_pretrained_variant_is_the_base_model(grid, one):
-    from probing.run import ProbeConfig, run_probe
-
-    f = grid["files"]
-    df, _ = run_probe(ProbeConfig(model=grid["base"], train=f["en"], eval=tuple(f.values()), layers="4", seeds=1,
-                                  batch_size=1),
-                      progress=False)
-    probe = df[df["split"] != "train"].set_index("lang")["value"]
+    """Every measure of the variant with all layers reverted (its pivot too) is the base model's."""
     meas = one.measurements
-    allr = meas[(meas["variant"] == "all (pretrained)") & (meas["measure"] == "upos-probe")].set_index("lang")["value"]
-    for lang in LANGS:
-        assert allr[lang] == pytest.approx(probe[lang], abs=1e-12)
+    allr = meas[meas["variant"] == "all (pretrained)"].set_index(["lang", "measure"])["value"]
+    realigned = meas[meas["variant"] == "realigned"].set_index(["lang", "measure"])["value"]
+    want = _toolkit_numbers(grid, grid["base"])
+    assert set(want) == set(allr.index)
+    for key, v in want.items():
+        assert allr[key] == pytest.approx(v, abs=1e-12), key
+    assert any(allr[k] != realigned[k] for k in want if k[1] != "upos-probe")  # the check can see a pivot
 
 
 def test_layers_that_never_moved_have_an_exact_zero_and_are_not_run(grid):
@@ -183,7 +189,7 @@ def test_replayed_variant_features_are_those_of_the_reverted_checkpoint(grid, tm
     for name, wf in plain.items():
         for lay in wf.layers:
             assert np.array_equal(wf.features[lay], fast[name].features[lay]), (name, lay)
-    for v in (variants[3], variants[-1]):  # block 3, upper half
+    for v in (variants[3], variants[4], variants[-1]):  # block 3, block 4 (the layer read), upper half
         out = revert_checkpoint(grid["full-7"], grid["base"], tmp_path / v.spec, layers=v.spec)
         m, t = load(out)
         # the same chunks and batches (padding changes the last bits of a float)
@@ -206,7 +212,10 @@ def test_intervals_over_real_seeds(grid, one):
     row = eff[(eff["variant"] == "emb") & (eff["lang"] == "fr")].iloc[0]
     assert row["effect"] == pytest.approx(np.mean(per_seed))
     assert row["std"] == pytest.approx(np.std(per_seed, ddof=1))
-    assert row["ci_high"] - row["effect"] == pytest.approx(12.706204736 * row["std"] / math.sqrt(2), rel=1e-6)
+    # Student's t with 1 degree of freedom on every row (rows whose seeds agree have a point interval)
+    assert (eff["std"] > 0).any()
+    assert np.allclose(eff["ci_high"] - eff["effect"], 12.706204736 * eff["std"] / math.sqrt(2), rtol=1e-6)
+    assert np.allclose(eff["effect"] - eff["ci_low"], 12.706204736 * eff["std"] / math.sqrt(2), rtol=1e-6)
     # the first seed's numbers are the one-checkpoint study's
     one_r = one.measurements.query("variant == 'realigned' and measure == 'upos-probe'").set_index("lang")["value"]
     assert r[(7, "fr")] == pytest.approx(one_r["fr"])

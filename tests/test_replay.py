@@ -92,3 +92,18 @@ def test_a_replay_that_does_not_match_its_recording_is_an_error():
     with record_blocks(model, depth=0):
         again = ex.extract(sents[:4])
     assert np.isfinite(again.features[4]).all() and "forward" not in model.encoder.layer[0].__dict__
+
+
+def test_a_batch_is_its_ids_and_its_mask():
+    """The same token ids under another attention mask are another batch (other block
+    outputs): never answered from the recording."""
+    model, base, tok = _pair("bert")
+    enc = tok(["le chat dort ici", "il pleut"], return_tensors="pt", padding=True)
+    with torch.no_grad(), record_blocks(model, depth=2) as rec:
+        model(**enc)
+    other = enc["attention_mask"].clone()
+    other[0, 1] = 0
+    with torch.no_grad(), reverted(model, base, [3]), replay_blocks(model, rec, 2):
+        model(**enc)  # the recorded batch replays
+        with pytest.raises(ReplayError, match="no recorded output"):
+            model(input_ids=enc["input_ids"], attention_mask=other, token_type_ids=enc.get("token_type_ids"))
