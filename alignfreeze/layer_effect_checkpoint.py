@@ -17,6 +17,7 @@ from .layer_effect_measures import (
     METRIC,
     REALIGNED,
     Hits,
+    LayerProbes,
     Variant,
     sentence_retrieval_hits,
     sentence_vectors,
@@ -62,7 +63,6 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
     ``hits[(checkpoint, variant, lang, measure, layer)]`` are the per-unit hits behind each row."""
     from core.arch import num_layers, parse_layers
     from core.models import load_tokenizer
-    from probing.linear import MultiLayerLinearProbe
     from realign.revert import check_same_architecture, compact, load_checkpoint, unchanged_layers
 
     t0 = time.perf_counter()
@@ -115,12 +115,13 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
             held_s = rng.permutation(ref.n_sentences)[:max(1, int(round(ref.n_sentences * cfg.holdout)))]
             held = ref.sentence_rows(held_s)
             tr = np.setdiff1d(np.arange(len(ref)), held)
-        for name in names:
-            probes[name] = MultiLayerLinearProbe(cfg.C, max_iter=cfg.max_iter, random_state=cfg.probe_seed).fit(
-                td[name].stack(tr), ref.labels[tr])
+        for name in names:  # the realigned model first: a variant's unchanged layers reuse its probes
+            shared = (probes[REALIGNED], ref.features) if name != REALIGNED else None
+            probes[name] = LayerProbes(layers, td[name].features, tr, ref.labels[tr], C=cfg.C,
+                                       max_iter=cfg.max_iter, random_state=cfg.probe_seed, same_as=shared)
             if held is not None:
                 units, unit = np.unique(ref.sentence[held], return_inverse=True)
-                pred = probes[name].predict(td[name].stack(held))
+                pred = probes[name].predict(td[name].features, held)
                 for i, lay in enumerate(layers):
                     record(name, treebank_lang(data.train), "upos-probe", lay,
                            tagging_hits(pred[i], ref.labels[held], unit, len(units)), data.train)
@@ -145,7 +146,7 @@ def study_checkpoint(cfg, ck: dict, base, data: StudyData, variants: list[Varian
             td = _token_data(f, path, tok, cfg, n_eval)
             ref = td[REALIGNED]
             for name in names:
-                pred = probes[name].predict(td[name].stack())
+                pred = probes[name].predict(td[name].features)
                 for i, lay in enumerate(layers):
                     record(name, lang, "upos-probe", lay, tagging_hits(pred[i], ref.labels, ref.sentence,
                                                                         ref.n_sentences), path)

@@ -6,7 +6,8 @@ Every measure is an accuracy computed from per-unit hits, so that a one-checkpoi
 can still give an interval over evaluation sentences:
 
 - ``upos-probe``: unit = sentence; hits = words the probe tags right (probe fitted on
-  the training treebank's features of the SAME variant: :mod:`probing.linear`);
+  the training treebank's features of the SAME variant, one layer at a time:
+  :class:`LayerProbes`);
 - ``sentence-retrieval``: unit = sentence pair; hits = directions (pivot->lang,
   lang->pivot) in which the sentence retrieves its translation (cosine, the mean of its
   words' vectors, as ``alignfreeze align-eval``);
@@ -154,6 +155,45 @@ def sentence_vectors(wf: WordFeatures, layer: int) -> np.ndarray:
     from analysis.alignment import sentence_means
 
     return sentence_means(wf.features[layer], wf.offsets, wf.valid)
+
+
+# ------------------------------------------------------------------------------ probes
+class LayerProbes:
+    """One UPOS probe per read-out layer, each fitted ALONE on that layer's features.
+
+    :class:`probing.linear.MultiLayerLinearProbe` fits all layers in one L-BFGS run; the sum
+    of the layer objectives is separable, but the run's shared line search and history make
+    one layer's stopped iterate depend (in the last digits, enough to flip a word) on the
+    other layers' features. An effect at layer l must depend on layer l only, so every layer
+    has its own run here (on one layer, the same estimator as ``alignfreeze probe --layers l``).
+
+    Args:
+        features: layer -> ``(N, D)`` features of all words; ``rows``: the training words;
+            ``y``: their labels.
+        same_as: ``(probes, features)`` of another model (the realigned one): a layer whose
+            features are bit-identical to ``features[layer]`` there reuses its probe (the
+            same fit, not run again).
+    """
+
+    def __init__(self, layers: Sequence[int], features: dict[int, np.ndarray], rows: np.ndarray, y: np.ndarray, *,
+                 C: float, max_iter: int, random_state: int,
+                 same_as: tuple[LayerProbes, dict[int, np.ndarray]] | None = None):
+        from probing.linear import MultiLayerLinearProbe
+
+        self.layers = tuple(layers)
+        self.probes = {}
+        for lay in self.layers:
+            X = features[lay]
+            if same_as is not None and (same_as[1][lay] is X or np.array_equal(same_as[1][lay], X)):
+                self.probes[lay] = same_as[0].probes[lay]
+                continue
+            self.probes[lay] = MultiLayerLinearProbe(C, max_iter=max_iter, random_state=random_state).fit([X[rows]], y)
+
+    def predict(self, features: dict[int, np.ndarray], rows: np.ndarray | None = None) -> list[np.ndarray]:
+        """Labels per layer (in ``self.layers`` order) of the words ``rows`` (default all) of
+        ``features`` (layer -> ``(N, D)``)."""
+        sel = slice(None) if rows is None else rows
+        return [self.probes[lay].predict([features[lay][sel]])[0] for lay in self.layers]
 
 
 # ------------------------------------------------------------------------------- hits

@@ -16,6 +16,7 @@ from alignfreeze.cli import main
 from alignfreeze.layer_effect import LayerEffectConfig, run_layer_effect
 from alignfreeze.layer_effect_measures import (
     Hits,
+    LayerProbes,
     build_variants,
     paired_unit_interval,
     retrieval_hits,
@@ -247,6 +248,31 @@ def test_interval_arithmetic():
     both = np.concatenate([C, Q])
     assert retrieval_hits(Q, both, exclude=idx + 30).mean() == \
         pytest.approx(retrieval_accuracy(Q, both, idx, exclude=idx + 30))
+
+
+def test_a_layers_probe_depends_on_that_layer_only():
+    """The batched probe's one L-BFGS run couples the layers' fits; the study's must not: a
+    layer's probe is the one-layer fit whatever the other read-out layers hold, and a layer
+    whose features equal the realigned model's reuses its probe."""
+    from probing.linear import MultiLayerLinearProbe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 6, 400)
+    x1 = rng.normal(size=(400, 32)) + 0.3 * np.eye(6, 32)[y]
+    x2 = rng.normal(size=(400, 32)) + 0.5 * np.eye(6, 32)[y]
+    x2b = x2 + 0.3 * rng.normal(size=(400, 32))
+    rows = np.arange(300)
+    kw = dict(C=1.0, max_iter=100, random_state=0)
+    a = LayerProbes([1, 2], {1: x1, 2: x2}, rows, y[rows], **kw)
+    b = LayerProbes([1, 2], {1: x1.copy(), 2: x2b}, rows, y[rows], **kw)
+    alone = MultiLayerLinearProbe(1.0, max_iter=100, random_state=0).fit([x1[rows]], y[rows])
+    assert np.array_equal(a.probes[1].coef_, alone.coef_) and np.array_equal(b.probes[1].coef_, alone.coef_)
+    joint = [MultiLayerLinearProbe(1.0, max_iter=100, random_state=0).fit([x1[rows], x[rows]], y[rows])
+             for x in (x2, x2b)]
+    assert not np.array_equal(joint[0].coef_[0], joint[1].coef_[0])  # what the batched fit would have done
+    c = LayerProbes([1, 2], {1: x1.copy(), 2: x2b}, rows, y[rows], **kw, same_as=(a, {1: x1, 2: x2}))
+    assert c.probes[1] is a.probes[1] and c.probes[2] is not a.probes[2]
+    assert np.array_equal(c.predict({1: x1, 2: x2b}, rows)[1], b.predict({1: x1, 2: x2b}, rows)[1])
 
 
 def test_variants():
