@@ -52,7 +52,8 @@ HALVES = {"front": "lower half", "back": "upper half"}
 def build_variants(specs: Sequence[str], n_layers: int) -> list[Variant]:
     """``each`` (every layer 0..L alone: ``emb``, ``block 1``...), ``front`` / ``back`` (the
     freeze halves, shown as lower / upper half), ``all`` (every layer: the pretrained
-    model), or any freeze spec (``emb,1-3``). Duplicates (same layers) are dropped."""
+    model), or any freeze spec (``emb,1-3``; one layer is named as ``each`` names it).
+    Duplicates (same layers) are dropped."""
     from realign.freeze import frozen_layer_numbers
     from realign.revert import compact
 
@@ -68,7 +69,12 @@ def build_variants(specs: Sequence[str], n_layers: int) -> list[Variant]:
         layers = frozen_layer_numbers(s, n_layers)
         if not layers:
             raise ValueError(f"revert spec {s!r} reverts no layer: nothing to compare with the realigned model")
-        name = f"{HALVES[s]} ({compact(layers)})" if s in HALVES else s
+        if s in HALVES:
+            name = f"{HALVES[s]} ({compact(layers)})"
+        elif len(layers) == 1:  # one layer: the name `each` gives it (a bare "2" would read back as a number)
+            name = "emb" if layers[0] == 0 else f"block {layers[0]}"
+        else:
+            name = s
         out.append(Variant(name, s, tuple(layers)))
     seen, uniq = set(), []
     for v in out:

@@ -279,7 +279,8 @@ def test_variants():
     names = [v.name for v in build_variants(["each", "front", "back", "all", "emb,1"], 4)]
     assert names == ["emb", "block 1", "block 2", "block 3", "block 4", "lower half (1-2)", "upper half (3-4)",
                      "all (pretrained)", "emb,1"]
-    assert [v.name for v in build_variants(["1", "each"], 2)] == ["1", "emb", "block 2"]  # duplicates dropped
+    assert [v.name for v in build_variants(["1", "each"], 2)] == ["block 1", "emb", "block 2"]  # duplicates dropped
+    assert [v.name for v in build_variants(["0", "2-2", "0-1"], 2)] == ["emb", "block 2", "0-1"]
     with pytest.raises(ValueError, match="reverts no layer"):
         build_variants(["none"], 4)
     with pytest.raises(ValueError, match="0..4"):
@@ -295,7 +296,7 @@ def test_the_command_writes_tables_and_figure(grid, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert rc == 0, printed
     eff = pd.read_csv(out / "effects.csv")
-    assert set(eff["variant"]) == {"2", "upper half (3-4)"} and set(eff["lang"]) == {"fr", "de"}
+    assert set(eff["variant"]) == {"block 2", "upper half (3-4)"} and set(eff["lang"]) == {"fr", "de"}
     assert set(eff["measure"]) == {"upos-probe", "sentence-retrieval"}
     for ext in ("png", "svg", "pdf", "csv"):
         assert (out / "figures" / f"layer_effect.{ext}").stat().st_size > 500
