@@ -351,6 +351,7 @@ def revert_checkpoint(checkpoint: str | Path, base: str | Path, out: str | Path,
     ckpt_dir = Path(checkpoint)
     manifest = read_manifest(ckpt_dir) if ckpt_dir.is_dir() else None
     model = load_checkpoint(ckpt_dir)
+    plan = plan_revert(num_layers(model), layers=layers, keep=keep)  # a bad spec fails before the base loads
     base_m = base_model_obj if base_model_obj is not None else load_model(base)
     check_same_architecture(model, base_m, (str(checkpoint), str(base)))
     base_hash = base_weight_hash(base_m)
@@ -362,7 +363,6 @@ def revert_checkpoint(checkpoint: str | Path, base: str | Path, out: str | Path,
     if tokenizer_fingerprint(tok) != tokenizer_fingerprint(base_tok):
         raise ValueError(f"{checkpoint} and {base} have different tokenizers (vocabularies): embedding row i is not "
                          "the same token in both, so no layer can be reverted")
-    plan = plan_revert(num_layers(model), layers=layers, keep=keep)
     ckpt_hash = base_weight_hash(model)
     names = revert_(model, base_m, plan.reverted_layers)
     outside = outside_tensors(model, base_m)
