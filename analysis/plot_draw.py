@@ -263,25 +263,3 @@ def plot_scan(data: pd.DataFrame, pair: str | None = None, family: str | None = 
         ax.legend(fontsize=7)
     return ax
 
-
-def plot_layer_effect(data: pd.DataFrame, model: str | None = None, measure: str | None = None, ax=None, *,
-                      scale: Scale | None = None, colorbar: bool = True):
-    """Heatmap variant x language of the effect of each layer's realignment (realigned minus
-    reverted, percentage points for an accuracy) on a diverging map centred at 0, with the
-    interval's half-width under each value (``layer_effect_data`` output; defaults: the
-    first model and measure). Rows bottom-up in the table's order (emb, block 1..L, ...)."""
-    ax = _axes(ax, (4.6, 5.0))
-    model = data["model"].iloc[0] if model is None else model
-    measure = data["measure"].iloc[0] if measure is None else measure
-    d = _rows(data, "layer-effect", model=model, measure=measure)
-    rows, cols = _first(d["variant"]), _first(d["lang"])
-    mat = d.pivot(index="variant", columns="lang", values="value").reindex(index=rows, columns=cols)
-    half = d.pivot(index="variant", columns="lang", values="half").reindex(index=rows, columns=cols)
-    own = scale or colour_scale(d["value"], change_metric(str(d["metric"].iloc[0])), policy="symmetric")
-    heatmap(ax, mat, own, std=half, colorbar=colorbar)
-    layer = d["layer"].iloc[0]
-    at = f" at layer {int(layer)}" if np.isfinite(layer) and measure != "upos-finetune" else ""
-    ax.set_title(f"{model}: {task_name(measure)}{at}" if model else f"{task_name(measure)}{at}")
-    ax.set_xlabel("language")
-    ax.set_ylabel("reverted to pretrained")
-    return ax

@@ -46,7 +46,6 @@ from .plot_data import (
     colour_scale,
     drift_data,
     forgetting_data,
-    layer_effect_data,
     policy_for,
     probe_data,
     retrieval_data,
@@ -59,14 +58,14 @@ from .plot_draw import (
     plot_cka,
     plot_drift,
     plot_forgetting,
-    plot_layer_effect,
     plot_probe,
     plot_retrieval,
     plot_scan,
     plot_typology,
 )
 from .plot_drift_lines import drift_lines_data, plot_drift_lines
-from .plot_names import Metric, PlotInputError, change_metric, files_text, metric_info, task_name
+from .plot_layer_effect import layer_effect_data, layer_effect_scale, plot_layer_effect
+from .plot_names import PlotInputError, change_metric, files_text, metric_info, task_name
 
 __all__ = [
     "KINDS", "FORMATS", "PlotInputError", "figure", "plot_from_tables", "save_figure", "read_tables", "select_rows",
@@ -271,9 +270,7 @@ def _fig_scan(table, o):
 
 def _fig_layer_effect(table, o):
     data = layer_effect_data(table, o["metric"], o["order"])
-    change = change_metric(str(data["metric"].iloc[0]))  # every measure of the figure has this unit
-    info = Metric("effect: realigned minus reverted", change.unit, change.factor, None, change.fmt)
-    sc = colour_scale(data["value"], info, policy="symmetric", override=o["scale"])
+    sc = layer_effect_scale(data, o["scale"])
     keys = list(dict.fromkeys(zip(data["model"], data["measure"], strict=True)))
     nrow, ncol = data["variant"].nunique(), data["lang"].nunique()
     panel = (max(PANEL[0], 0.85 * ncol + 1.8), max(PANEL[1], 0.42 * nrow + 1.3))
@@ -281,7 +278,7 @@ def _fig_layer_effect(table, o):
                           o["size"], panel)
     how = ", ".join(str(i) for i in dict.fromkeys(data["interval"].dropna()))
     title = _join("Effect of each layer's realignment by language: the measure with the layer realigned minus with "
-                  f"it reverted to its pretrained weights ({info.unit + '; ' if info.unit else ''}blue: that layer's "
+                  f"it reverted to its pretrained weights ({sc.unit + '; ' if sc.unit else ''}blue: that layer's "
                   "realignment helped, red: it hurt)",
                   f"under each value: half-width of the interval ({how})" if how else "")
     return fig, axes, data, sc, title
