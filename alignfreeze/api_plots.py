@@ -33,6 +33,10 @@ def _heat_scale(kind: str, data, override):
         return colour_scale(data["change"], change_metric(metric), policy="symmetric", override=override)
     if kind == "cka":
         return colour_scale(data["cka"], metric_info("cka"), policy="bounds", cmap="magma", override=override)
+    if kind == "layer-effect":
+        from analysis.plot_layer_effect import layer_effect_scale
+
+        return layer_effect_scale(data, override)
     return colour_scale(data["value"], metric_info("share"), policy="zero", cmap="viridis", override=override)
 
 
@@ -51,6 +55,8 @@ def _panel_spec(kind: str):
                 lambda d, k, ax, sc, o: P.plot_cka(d, k, ax, scale=sc)),
         "attribution": (lambda t, o: P.attribution_data(t, o["order"]), ("model",),
                         lambda d, k, ax, sc, o: P.plot_attribution(d, k[0], ax, scale=sc)),
+        "layer-effect": (lambda t, o: P.layer_effect_data(t, o["metric"], o["order"]), ("model", "measure"),
+                         lambda d, k, ax, sc, o: P.plot_layer_effect(d, *k, ax, scale=sc)),
     }
     lines = {
         "drift-lines": (lambda t, o: P.drift_lines_data(t, o["metric"], o["order"]), ("lang",),
@@ -110,7 +116,9 @@ def plot(kind: str, table, *, ax=None, metric: str | None = None, baseline: str 
     model, mean ± std over seeds, from :func:`probe`), ``forgetting`` (change versus
     ``baseline`` in percentage points), ``cka`` (layer x layer, from :func:`cka`),
     ``typology``, ``attribution``, ``retrieval`` (from :func:`align_eval`) and ``scan`` (from
-    :func:`layer_scan`; ``mark`` = the chosen layer K).
+    :func:`layer_scan`; ``mark`` = the chosen layer K), ``layer-effect`` (variant x language
+    per measure, the effect of each layer's realignment in percentage points, from
+    ``alignfreeze layer-effect``'s ``effects.csv``; ``metric`` = one measure).
 
     Args:
         table: a DataFrame or the path(s) of CSV table(s).

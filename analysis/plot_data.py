@@ -388,3 +388,4 @@ def scan_data(df: pd.DataFrame, order=None) -> pd.DataFrame:
     out = out.rename(columns={"_name": "model"})
     check_shared(out, (("pair", "language pair"), ("family", "metric"), ("layer", "layer")), "scan")
     return out
+

@@ -262,3 +262,4 @@ def plot_scan(data: pd.DataFrame, pair: str | None = None, family: str | None = 
     if legend:
         ax.legend(fontsize=7)
     return ax
+

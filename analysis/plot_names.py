@@ -25,7 +25,7 @@ PROTOCOL_ORDER = ("pretrained", "base", "baseline", "full", "front", "back")
 DISPLAY_COLUMNS = ("display_name", "display name")
 #: columns that hold measurements, never a reason why two rows differ
 MEASURES = frozenset({"value", "std", "ci_low", "ci_high", "n", "cka", "share", "gain", "distance", "n_words",
-                      "n_sentences"})
+                      "n_sentences", "effect", "realigned", "reverted"})
 
 LANGUAGES = {
     "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "ca": "Catalan", "cs": "Czech", "cy": "Welsh",
@@ -39,7 +39,10 @@ LANGUAGES = {
     "ur": "Urdu", "vi": "Vietnamese", "wo": "Wolof", "yo": "Yoruba", "zh": "Chinese",
 }
 TASKS = {"upos": "UPOS", "xpos": "XPOS", "ner": "NER", "xnli": "XNLI", "pos": "PoS",
-         "translation": "translation matching", "sentence": "sentence retrieval", "word": "word retrieval"}
+         "translation": "translation matching", "sentence": "sentence retrieval", "word": "word retrieval",
+         # the measures of `alignfreeze layer-effect`
+         "upos-probe": "UPOS probe", "sentence-retrieval": "sentence retrieval", "word-retrieval": "word retrieval",
+         "upos-finetune": "UPOS tagger (fine-tuned, zero-shot)"}
 
 
 class PlotInputError(ValueError):
@@ -203,6 +206,8 @@ def require(df: pd.DataFrame, cols, what: str) -> None:
 def guess_kind(columns) -> str | None:
     """The plot kind whose table has these columns, if one fits."""
     c = set(columns)
+    if {"variant", "effect", "lang"} <= c:
+        return "layer-effect"
     if {"layer_a", "layer_b", "cka"} <= c:
         return "cka"
     if {"gain", "distance"} <= c:

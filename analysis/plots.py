@@ -26,6 +26,8 @@ Tables read (KIND: columns; optional ones in brackets):
   score, centred, seed``] (``alignfreeze align-eval``)
 - ``scan``: ``layer, metric, value`` [``model, src, tgt, lang, direction, seed``]
   (``alignfreeze midalign scan``: ``retrieval_acc`` per direction, ``retrieval_mean``, ``cka``)
+- ``layer-effect``: ``variant, lang, measure, effect`` [``model, layer, metric, std, ci_low,
+  ci_high, n_seeds, interval``] (``alignfreeze layer-effect``'s ``effects.csv``)
 
 Any table may carry ``display_name`` (or ``strategy`` and ``seed``) to name its models.
 """
@@ -62,17 +64,19 @@ from .plot_draw import (
     plot_typology,
 )
 from .plot_drift_lines import drift_lines_data, plot_drift_lines
+from .plot_layer_effect import layer_effect_data, layer_effect_scale, plot_layer_effect
 from .plot_names import PlotInputError, change_metric, files_text, metric_info, task_name
 
 __all__ = [
     "KINDS", "FORMATS", "PlotInputError", "figure", "plot_from_tables", "save_figure", "read_tables", "select_rows",
     "drift_data", "probe_data", "forgetting_data", "cka_data", "typology_data", "attribution_data",
-    "retrieval_data", "scan_data", "drift_lines_data", "plot_drift", "plot_drift_lines", "plot_probe",
-    "plot_forgetting", "plot_cka",
-    "plot_typology", "plot_attribution", "plot_retrieval", "plot_scan",
+    "retrieval_data", "scan_data", "layer_effect_data", "drift_lines_data", "plot_drift", "plot_drift_lines",
+    "plot_probe", "plot_forgetting", "plot_cka", "plot_typology", "plot_attribution", "plot_retrieval", "plot_scan",
+    "plot_layer_effect",
 ]
 
-KINDS = ("drift", "drift-lines", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
+KINDS = ("drift", "drift-lines", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan",
+         "layer-effect")
 FORMATS = ("png", "svg", "pdf")
 PANEL = (4.2, 3.6)
 
@@ -264,9 +268,25 @@ def _fig_scan(table, o):
     return fig, axes, data, None, _join("Layer scan: alignment of each layer", models, _seeds(table, data))
 
 
+def _fig_layer_effect(table, o):
+    data = layer_effect_data(table, o["metric"], o["order"])
+    sc = layer_effect_scale(data, o["scale"])
+    keys = list(dict.fromkeys(zip(data["model"], data["measure"], strict=True)))
+    nrow, ncol = data["variant"].nunique(), data["lang"].nunique()
+    panel = (max(PANEL[0], 0.85 * ncol + 1.8), max(PANEL[1], 0.42 * nrow + 1.3))
+    fig, axes = _heatmaps(keys, lambda k, ax, s: plot_layer_effect(data, *k, ax, scale=s, colorbar=False), sc,
+                          o["size"], panel)
+    how = ", ".join(str(i) for i in dict.fromkeys(data["interval"].dropna()))
+    title = _join("Effect of each layer's realignment by language: the measure with the layer realigned minus with "
+                  f"it reverted to its pretrained weights ({sc.unit + '; ' if sc.unit else ''}blue: that layer's "
+                  "realignment helped, red: it hurt)",
+                  f"under each value: half-width of the interval ({how})" if how else "")
+    return fig, axes, data, sc, title
+
+
 BUILD = {"drift": _fig_drift, "drift-lines": _fig_drift_lines, "probe": _fig_probe, "forgetting": _fig_forgetting, "cka": _fig_cka,
          "typology": _fig_typology, "attribution": _fig_attribution, "retrieval": _fig_retrieval,
-         "scan": _fig_scan}
+         "scan": _fig_scan, "layer-effect": _fig_layer_effect}
 
 
 def figure(kind: str, table: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None,

@@ -118,6 +118,12 @@ def _write_tiny_inputs(root: Path) -> dict[str, str]:
     p["tagger"] = str(root / "tiny-tagger")
     records, _ = extract_pairs(read_parallel(p["en"], p["fr"]), "dictionary", dictionary=p["dictionary"])
     p["pairs"] = str(write_pairs(root / "en-fr.jsonl", records))
+    from realign.config import RealignConfig
+    from realign.train import realign
+
+    # a realigned checkpoint of tiny-bert (with its manifest) for revert and layer-effect
+    p["realigned"] = str(realign(RealignConfig(model=p["model"], pairs=(p["pairs"],), out=str(root / "tiny-realigned"),
+                                               steps=2, batch_size=4, lr=1e-2, seed=1), progress=False))
     (root / "gains.csv").write_text("lang,gain\nfr,1.5\nde,0.8\nfi,0.7\n")
     p["gains"] = str(root / "gains.csv")
     # a layer x layer CKA table of a 2-block model, numbers made up for the figure
@@ -299,6 +305,28 @@ COMMANDS: dict[str, Case] = {
     "demo": Case(lambda p: ["demo", "--quick", "--steps", "1", "--out", p["out"]], _check_demo, out="demo",
                  out_kind="folder"),
 }
+
+
+def _check_revert(out, proc):
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["kind"] == "revert" and man["reverted_layers"] == [1] and man["checkpoint"]["base_check"] == "base_model"
+    assert "layers [1] from" in proc.stdout
+
+
+def _check_layer_effect(out, proc):
+    df = _csv(out / "effects.csv")
+    assert set(df["variant"]) == {"emb", "block 1", "block 2", "all (pretrained)"} and set(df["lang"]) == {"fr"}
+    assert len(df) == 4 * 2 and ((df["ci_low"] <= df["effect"]) & (df["effect"] <= df["ci_high"])).all()
+    assert (out / "figures" / "layer_effect.png").is_file() and "upos-probe at layer 2" in proc.stdout
+
+
+COMMANDS.update({
+    "revert": Case(lambda p: ["revert", "--model", p["realigned"], "--base", p["model"], "--layers", "front", "--out",
+                              p["out"]], _check_revert, ("model",), out="reverted", out_kind="folder"),
+    "layer-effect": Case(lambda p: ["layer-effect", "--model", p["realigned"], "--base", p["model"], "--train", p["en"],
+                                    "--eval", p["fr"], "--out", p["out"], "--no-progress"],
+                         _check_layer_effect, ("model", "en", "fr"), out="effects", out_kind="folder"),
+})
 
 
 def _check_scan(out, proc):

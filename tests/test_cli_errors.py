@@ -38,7 +38,8 @@ def _snapshot(folder: Path) -> dict[str, bytes | None]:
 MODEL_KEYS = ("model", "tagger", "lm")
 # inputs that may be a glob or a UD folder (searched for *-ud-*.conllu) instead of one file
 TREEBANK_ARGS = {("data stats", "en"), ("features", "en"), ("finetune", "en"), ("evaluate", "fr"),
-                 ("probe", "en"), ("probe", "fr"), ("drift", "en"), ("cka", "en"), ("attribution", "en")}
+                 ("probe", "en"), ("probe", "fr"), ("drift", "en"), ("cka", "en"), ("attribution", "en"),
+                 ("layer-effect", "en"), ("layer-effect", "fr")}
 INPUTS = sorted((name, key) for name, case in COMMANDS.items() for key in case.inputs)
 
 
@@ -139,7 +140,8 @@ WRONG_CASES = sorted({(name, key) for name, key in INPUTS if key != "table"})  #
 # read before torch is imported (the others are read by library code after the model loads)
 READ_FIRST = {("data stats", "en"), ("pairs", "en"), ("pairs", "fr"), ("pairs", "dictionary"),
               ("experiment", "config"), ("cka", "en"), ("align-eval", "en"), ("align-eval", "fr"),
-              ("attribution", "en"), *((name, key) for name, key in INPUTS if key in MODEL_KEYS)}
+              ("attribution", "en"), ("layer-effect", "en"), ("layer-effect", "fr"),
+              *((name, key) for name, key in INPUTS if key in MODEL_KEYS)}
 
 
 def _wrong(key: str, tmp: Path) -> tuple[Path, str]:

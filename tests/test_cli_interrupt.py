@@ -16,7 +16,8 @@ from clitools import COMMANDS, case_inputs, error_lines, interrupt, start, torch
 
 # answer at once: there is no middle to interrupt
 INSTANT = {"models list": "lists a table", "models prepare": "returns the prepared folder (built once per machine)",
-           "midalign merge": "merges two tiny adapters in a blink once the model is loaded"}
+           "midalign merge": "merges two tiny adapters in a blink once the model is loaded",
+           "revert": "copies a tiny checkpoint's layers in a blink once the models are loaded"}
 COPIES = 400  # the 12 authored sentences x COPIES: far more work than the time it takes to interrupt
 
 

@@ -127,7 +127,8 @@ def test_every_kind_is_the_figure_of_analysis_plots(kind, tmp_path):
 
 ONE_PANEL = {"drift": {"lang": "fr"}, "drift-lines": {"lang": "de"}, "probe": {"model": "full"},
              "forgetting": {"model": ["base", "front"]}, "cka": {}, "typology": {"feature": "genetic"},
-             "attribution": {}, "retrieval": {"task": "sentence"}, "scan": {"metric": "cka"}}
+             "attribution": {}, "retrieval": {"task": "sentence"}, "scan": {"metric": "cka"},
+             "layer-effect": {"measure": "sentence-retrieval"}}
 
 
 def _filter(table, where):

@@ -16,6 +16,7 @@ from plot_tables import (
     attribution_table,
     cka_table,
     drift_table,
+    layer_effect_table,
     probe_table,
     retrieval_table,
     scan_table,
@@ -41,8 +42,9 @@ def _run(kind, table, tmp_path, capsys, *extra) -> str:
     return lines[0]
 
 
-MISSING = {"drift": "lang", "drift-lines": "layer", "probe": "task", "forgetting": "task", "cka": "layer_b", "typology": "distance",
-           "attribution": "share", "retrieval": "direction", "scan": "metric"}
+MISSING = {"drift": "lang", "drift-lines": "layer", "probe": "task", "forgetting": "task", "cka": "layer_b",
+           "typology": "distance", "attribution": "share", "retrieval": "direction", "scan": "metric",
+           "layer-effect": "effect"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -101,6 +103,9 @@ NOTHING = [
     ("scan", _two(scan_table(models=("a",)).query("metric == 'cka'"),
                   scan_table(models=("b",)).query("metric != 'cka'")),
      "'b' and 'a' share no metric (b: retrieval; a: cka)"),
+    ("layer-effect", _two(layer_effect_table(langs=("fr",)).assign(model="full"),
+                          layer_effect_table(langs=("de",)).assign(model="front")),
+     "'front' and 'full' share no language (front: de; full: fr)"),
 ]
 
 

@@ -121,6 +121,7 @@ DRAWERS = {
     "attribution": lambda d, ax: plots.plot_attribution(d, ax=ax),
     "retrieval": lambda d, ax: plots.plot_retrieval(d, ax=ax),
     "scan": lambda d, ax: plots.plot_scan(d, ax=ax),
+    "layer-effect": lambda d, ax: plots.plot_layer_effect(d, ax=ax),
 }
 
 

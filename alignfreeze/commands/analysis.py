@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 # kept in step with analysis.plots.KINDS (not imported here: parser building stays light)
-KINDS = ("drift", "drift-lines", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan")
+KINDS = ("drift", "drift-lines", "probe", "forgetting", "cka", "typology", "attribution", "retrieval", "scan",
+         "layer-effect")
 
 
 def register(sub) -> None:
@@ -89,7 +90,8 @@ def register(sub) -> None:
                     "over seeds), forgetting (change vs --baseline in percentage points, diverging map centred "
                     "at 0), cka (layer x layer per model pair), typology (gain vs URIEL distance, fit line, r, p), "
                     "attribution (layer x language), retrieval (align-eval accuracy by layer), scan (decoder "
-                    "layer scan: retrieval directions and CKA by layer). Models are shown under the table's "
+                    "layer scan: retrieval directions and CKA by layer), layer-effect (effect of each layer's realignment by "
+                    "language, from `alignfreeze layer-effect`: percentage points, diverging map centred at 0). Models are shown under the table's "
                     "display_name (else strategy, else model) in the protocol's order (pretrained/base, "
                     "baseline, full, front, back) or --order. Multi-panel heatmaps share one colour scale, "
                     "printed on the figure. Writes OUT.png, OUT.svg, OUT.pdf and OUT.csv.")
