@@ -138,7 +138,7 @@ def select_pairs(specs: str | Path | Sequence[str | Path]) -> list[Selected]:
     return out
 
 
-def records(selected: Iterable[Selected]) -> list:
+def selected_items(selected: Iterable[Selected]) -> list:
     """The records of several :class:`Selected`, concatenated in order."""
     return [it for s in selected for it in s.items]
 
