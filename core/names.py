@@ -141,7 +141,7 @@ def file_lang(path: str | Path) -> str | None:
     if len(parts) >= 3 and parts[-2] in ISO639_1:  # corpus.fr.txt
         return parts[-2]
     first = parts[0].split("_")[0]
-    if first in ISO639_1 and not _PAIR.search(name):  # fr.txt, fr_news.txt
+    if first in ISO639_1:  # fr.txt, fr_news.txt
         return first
     return None
 
