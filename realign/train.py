@@ -331,6 +331,8 @@ def realign(
             "pairs_seen": state["pairs_seen"],
             "resumed_from": str(ckpt) if ckpt is not None else None,
             "tokenizer_fingerprint": tok_hash,
+            # the realigned weights (a fine-tuning that starts here records the same hash)
+            "final_weight_hash": base_weight_hash(final),
             "unknown_linked_words": unk_fraction,
             "layer_definition": LAYER_DEFINITION,
             "piece_to_word": PIECE_TO_WORD,
