@@ -141,7 +141,7 @@ def test_finished_run_deletes_its_checkpoints_unless_retained(tiny_models, tmp_p
     out = realign(_cfg(tmp_path / "a", pairs_file, **kw), copy.deepcopy(base), tok, progress=False)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("check")) == []
     err = capsys.readouterr().err
-    assert f"deleted its 2 resumable checkpoint(s)" in err and str(out / CHECKPOINTS) in err
+    assert "deleted its 2 resumable checkpoint(s)" in err and str(out / CHECKPOINTS) in err
     kept = realign(_cfg(tmp_path / "b", pairs_file, retain_checkpoints=True, **kw), copy.deepcopy(base), tok,
                    progress=False)
     steps = sorted(p.name for p in (kept / CHECKPOINTS).iterdir())
