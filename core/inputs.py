@@ -29,7 +29,7 @@ class Selected(Generic[T]):
     files: tuple[str, ...]  # the file(s) read: one, or a parallel pair's two ('hf:...' for a dataset)
     selection: Selection | None  # as applied (a cap that cut records appears as first=N)
     items: list[T]
-    total: int  # records in the whole input
+    total: int | None  # records in the whole input (None: a dataset read only as far as needed)
 
     @property
     def label(self) -> str:
@@ -120,7 +120,12 @@ def select_parallel(src: str | Path, tgt: str | Path | None = None, *, limit: in
         # a dataset is read only as far as needed (a count of it is then unknown: None)
         read_limit = limit if sel is None else sel.end
     pairs = read_parallel(s.path, t.path if t is not None else None, split=split, limit=read_limit)
-    return _select(pairs, files, sel, " and ".join(files), limit)
+    out = _select(pairs, files, sel, " and ".join(files), limit)
+    if read_limit is not None and len(pairs) >= read_limit:  # the dataset may hold more rows than were read
+        out.total = None
+        if sel is None:
+            out.selection = with_first(None, read_limit)
+    return out
 
 
 def select_pairs(specs: str | Path | Sequence[str | Path]) -> list[Selected]:

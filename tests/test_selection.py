@@ -231,3 +231,21 @@ def test_selecting_by_an_id_the_input_repeats_is_refused(tmp_path):
     assert [r["id"] for r in select_pairs(f"{p}@2:3")[0].items] == ["b", "a"]  # by position: fine
     with pytest.raises(SelectionError, match="id 'a' is held by records 1 and 3"):
         select_pairs(f"{p}@sent_ids=a")
+
+
+def test_a_hub_dataset_read_only_as_far_as_needed_is_recorded_as_such(monkeypatch):
+    import sys
+    import types
+
+    rows = [{"translation": {"en": f"word{i}", "fr": f"mot{i}"}} for i in range(10)]
+    fake = types.SimpleNamespace(load_dataset=lambda name, config, split: rows)
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    capped = select_parallel("hf:x/y:en-fr", limit=4)
+    assert [p.id for p in capped.items] == ["0", "1", "2", "3"]
+    assert capped.label == "first=4" and capped.total is None  # rows past the cap were never read
+    (e,) = capped.entries()
+    assert e == {"path": "hf:x/y:en-fr", "selection": "first=4", "sentences": 4, "of": None}
+    ranged = select_parallel("hf:x/y:en-fr@3:5")
+    assert [p.id for p in ranged.items] == ["2", "3", "4"] and ranged.label == "3:5"
+    whole = select_parallel("hf:x/y:en-fr", limit=50)
+    assert whole.label == "all" and whole.total == 10
