@@ -72,6 +72,15 @@ def _select(items: list[T], files: tuple[str, ...], sel: Selection | None, sourc
     return Selected(files, sel, chosen, len(items))
 
 
+def capped(selected: Selected, limit: int | None) -> Selected:
+    """``selected`` with at most ``limit`` records (recorded as ``first=N`` when it cuts)."""
+    if limit is None or len(selected.items) <= limit:
+        return selected
+    out = _select(selected.items, selected.files, selected.selection, selected.files[0], limit)
+    out.total = selected.total
+    return out
+
+
 def treebank_files(specs: Iterable[str | Path], base: str | Path | None = None) -> list[tuple[Path, Selection | None]]:
     """Files, globs or UD folders with an optional selection each -> (file, selection) pairs;
     a selection after a glob or folder applies to every file found."""

@@ -106,7 +106,8 @@ def default_name(model: str | Path) -> str:
 
 def named_models(args: Iterable[str], names: Sequence[str] | None = None) -> list[tuple[str, str]]:
     """``(display name, model)`` for each ``--model`` argument (``NAME=PATH`` or ``PATH``);
-    ``names`` (a ``--name`` option) overrides them in order. Repeated names are refused."""
+    ``names`` (a ``--name`` option) overrides them in order. One name for two different models
+    is refused (the same model given twice keeps its name)."""
     args = list(args)
     if names is not None and len(names) != len(args):
         raise ValueError(f"--name given {len(names)} time(s) for {len(args)} model(s): expected one name per model")
@@ -120,7 +121,7 @@ def named_models(args: Iterable[str], names: Sequence[str] | None = None) -> lis
         out.append((name or default_name(path), path))
     seen: dict[str, str] = {}
     for name, path in out:
-        if name in seen:
+        if name in seen and seen[name] != path:  # one model given twice (CKA of A with A) keeps its name
             raise ValueError(f"two models are named {name!r} ({seen[name]} and {path}): name them with NAME=PATH, "
                              "e.g. --model full=runs/a/realigned")
         seen[name] = path

@@ -107,3 +107,8 @@ def test_parallel_langs_from_files_records_or_options(tmp_path):
     with pytest.raises(LanguageUnknown, match="does not say its two languages"):
         parallel_langs("pairs.jsonl", records=[{}])
     assert parallel_langs("src.txt", "tgt.txt", given=["en", "fr"]) == ("en", "fr")
+
+
+def test_one_model_given_twice_keeps_its_name(tmp_path):
+    a = _ckpt(tmp_path / "a", {"kind": "realign", "config": {"freeze": "back"}, "seed": 2})
+    assert named_models([a, a]) == [("back-s2", a), ("back-s2", a)]
