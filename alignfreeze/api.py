@@ -12,21 +12,22 @@ Conventions (``core.layers``): layer 0 = embeddings, layer i = raw output of blo
 
 from __future__ import annotations
 
-import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api_models import Named, files, named_models, one_model
+from .api_models import Named, files, named_models, one_model, specs
 
 ALIGN_COLUMNS = ("model", "src", "tgt", "layer", "task", "candidates", "score", "centred", "direction", "metric",
-                 "value", "n")
+                 "value", "n", "selection")
 
 
 def _label(source: str) -> str:
-    from analysis.drift import model_label
+    """The CLI's display name of a model given by name/folder (:func:`core.names.default_name`:
+    the checkpoint manifest's name such as ``front-s42``, else the folder's)."""
+    from core.names import default_name
 
-    return model_label(source)
+    return default_name(source)
 
 
 def _extractor(m: Named, layers, pooling: str, batch_size: int, progress: bool, max_length: int | None = None):
@@ -92,12 +93,14 @@ def features(model, treebanks, *, layers="all", pooling: str = "first", batch_si
     """
     import pandas as pd
 
-    from core.conllu import read_conllu, treebank_lang
+    from core.conllu import treebank_lang
+    from core.inputs import select_treebanks
 
     paths = files(treebanks)
     sents, rows = [], []
-    for f in paths:
-        for s in itertools.islice(read_conllu(f), max_sentences):
+    for sel in select_treebanks(specs(treebanks), limit=max_sentences):  # FILE@SELECTION, docs/data.md
+        f = sel.files[0]
+        for s in sel.items:
             k = len(sents)
             sents.append(s)
             rows += [{"file": str(f), "lang": treebank_lang(f), "sent_id": s.sent_id, "sentence": k, "word": i,
@@ -136,7 +139,7 @@ def drift(base, models, treebanks, *, layers="all", pooling: str = "first", batc
             the CLI's), e.g. ``seed`` and ``chunk_sentences``.
 
     Returns a DataFrame, one row per (model, lang, layer, metric): ``base, model, lang,
-    layer, metric, value, ci_low, ci_high, n_words, n_sentences, treebank``; metrics
+    layer, metric, value, ci_low, ci_high, n_words, n_sentences, model_path, treebank, selection``; metrics
     ``cka``, ``cka_debiased`` (indices in [0, 1], 1 = same geometry), ``cos_dist`` (0..2),
     ``rel_l2`` (a ratio). Raises ValueError for a checkpoint of another base (unless
     ``force``), models of different depths, an empty treebank.
@@ -144,25 +147,26 @@ def drift(base, models, treebanks, *, layers="all", pooling: str = "first", batc
     import pandas as pd
 
     from analysis.drift import check_base, drift_rows
-    from core.conllu import read_conllu, treebank_lang
+    from core.conllu import treebank_lang
+    from core.inputs import select_treebanks
 
-    paths = files(treebanks)
+    files(treebanks)  # a missing file fails before any model loads
+    selected = select_treebanks(specs(treebanks), limit=max_sentences)
     b = one_model(base, what="base", label=_label).load()
     base_ex = _extractor(b, layers, pooling, batch_size, progress)
-    exs = {}
+    exs, paths = {}, {}
     for m in named_models(models, label=_label):
         m.load()
         note = check_base(b.model, m.source, force=force) if m.source else "a loaded model: base not checked"
         print(f"{m.source or m.name}: {note}", file=sys.stderr)
-        exs[m.name] = _extractor(m, layers, pooling, batch_size, progress)
+        exs[m.name], paths[m.name] = _extractor(m, layers, pooling, batch_size, progress), m.source or m.name
     rows = []
-    for f in paths:
+    for sel in selected:
+        f, sents = sel.files[0], sel.items
         lang = treebank_lang(f)
-        sents = list(itertools.islice(read_conllu(f), max_sentences))
-        if not sents:
-            raise ValueError(f"{f}: no sentences")
         for r in drift_rows(base_ex, exs, sents, lang, **options):
-            rows.append({"base": b.name, **r, "treebank": str(f)})
+            rows.append({"base": b.name, **r, "model_path": paths[r["model"]], "treebank": str(f),
+                         "selection": sel.label})
     return pd.DataFrame(rows)
 
 
@@ -185,13 +189,15 @@ def cka(models, treebanks, *, layers="all", pooling: str = "first", batch_size: 
     import pandas as pd
 
     from analysis.cka import layer_cka_matrix
-    from core.conllu import read_sentences
+    from core.inputs import select_treebanks
 
     found = named_models(models, label=_label)
     if len(found) > 2:
         raise ValueError(f"cka: {len(found)} models given; expected A, or A and B")
+    files(treebanks)
+    selected = select_treebanks(specs(treebanks))
     sents, total = [], 0
-    for s in read_sentences(files(treebanks)):
+    for s in (s for sel in selected for s in sel.items):
         if total + len(s) > max_words and sents:
             break
         sents.append(s)
@@ -204,14 +210,15 @@ def cka(models, treebanks, *, layers="all", pooling: str = "first", batch_size: 
     fb = {lay: x[valid] for lay, x in feats[1].features.items()} if len(feats) == 2 else None
     rows = layer_cka_matrix(fa, fb)
     names = [m.name for m in found]
-    return pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": int(valid.sum())}
-                         for r in rows])
+    data = "; ".join(f"{sel.files[0]}@{sel.label}" if sel.label != "all" else sel.files[0] for sel in selected)
+    return pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": int(valid.sum()),
+                          "n_sentences": len(sents), "data": data} for r in rows])
 
 
 # ---------------------------------------------------------------------------- retrieval
 def align_eval(models, *, src=None, tgt=None, pairs=None, layers="all", pooling: str = "first",
                batch_size: int = 32, csls_k: int = 10, max_words: int = 5000, limit: int = 1000,
-               progress: bool = True):
+               progress: bool = True, langs=None):
     """Per-layer cross-lingual retrieval (``alignfreeze align-eval``), for each model.
 
     Sentence retrieval on ``src``/``tgt`` (two CoNLL-U files joined on ``sent_id``, or
@@ -226,31 +233,42 @@ def align_eval(models, *, src=None, tgt=None, pairs=None, layers="all", pooling:
         limit: sentence pairs used at most; ``max_words``: linked word pairs used at most.
 
     Returns a DataFrame: ``model, src, tgt, layer, task, candidates, score, centred,
-    direction, metric, value, n`` (value: accuracy@1 as a fraction; ``src``/``tgt``: the
-    languages of the CoNLL-U files' names, else ``src``/``tgt``). Raises ValueError when
-    neither sentences nor pairs are given, or only one side.
+    direction, metric, value, n, selection`` (value: accuracy@1 as a fraction; ``src``/``tgt``:
+    language codes from the data, :func:`core.names.parallel_langs`, or ``langs=(SRC, TGT)``).
+    Raises ValueError when neither sentences nor pairs are given, or only one side, or when
+    the data names no language and ``langs`` is not given.
     """
     import pandas as pd
 
+    from analysis.alignment import LinkedPair
     from analysis.alignment import align_eval as _align_eval
-    from analysis.alignment import read_pairs_jsonl
-    from core.conllu import treebank_lang
-    from core.parallel import read_parallel
+    from core.inputs import capped, select_pairs, select_parallel
+    from core.names import parallel_langs
+    from core.selection import parse_spec
+    from core.wordpairs import side
 
     if (src is None) != (tgt is None):
         raise ValueError("align_eval: give both src and tgt (parallel sentences), or neither")
     if src is None and pairs is None:
         raise ValueError("align_eval: nothing to evaluate: give src/tgt (sentence retrieval) and/or pairs "
                          "(word retrieval)")
-    sent_pairs = read_parallel(src, tgt, limit=limit) if src else None
-    linked = read_pairs_jsonl(pairs)[:limit] if pairs else None
-    src_lang = treebank_lang(src) if src else "src"
-    tgt_lang = treebank_lang(tgt) if tgt else "tgt"
+    # the same reading as the CLI: selections, --limit recorded, languages from the data
+    sent = select_parallel(src, tgt, limit=limit) if src else None
+    link = capped(select_pairs(pairs)[0], limit) if pairs else None
+    if sent is not None:
+        src_lang, tgt_lang = parallel_langs(parse_spec(src).path, parse_spec(tgt).path, given=langs)
+    else:
+        src_lang, tgt_lang = parallel_langs(link.files[0], records=link.items, given=langs)
+    linked = None if link is None else [LinkedPair(r["id"], side(r, "src"), side(r, "tgt"),
+                                                   [(i, j) for i, j in r["links"]]) for r in link.items]
+    selection = {"sentence": sent.label if sent else None, "word": link.label if link else None}
     frames = []
     for m in named_models(models, label=_label):
-        rows = _align_eval(_extractor(m.load(), layers, pooling, batch_size, progress), sentence_pairs=sent_pairs,
-                           linked_pairs=linked, csls_k=csls_k, max_words=max_words)
-        frames.append(pd.DataFrame([{"model": m.name, "src": src_lang, "tgt": tgt_lang, **r} for r in rows]))
+        rows = _align_eval(_extractor(m.load(), layers, pooling, batch_size, progress),
+                           sentence_pairs=sent.items if sent else None, linked_pairs=linked, csls_k=csls_k,
+                           max_words=max_words)
+        frames.append(pd.DataFrame([{"model": m.name, "src": src_lang, "tgt": tgt_lang, **r,
+                                     "selection": selection[r["task"]]} for r in rows]))
     return pd.concat(frames, ignore_index=True)[list(ALIGN_COLUMNS)]
 
 

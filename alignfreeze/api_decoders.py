@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from .api_models import named_models
 
-SCAN_COLUMNS = ("model", "src", "tgt", "layer", "metric", "direction", "value", "n")
-
-
-def _lang(path, default: str) -> str:
-    from core.conllu import treebank_lang
-
-    return treebank_lang(path) if str(path).lower().endswith(".conllu") else default
+SCAN_COLUMNS = ("model", "src", "tgt", "layer", "metric", "direction", "value", "n", "selection")
 
 
 def layer_scan(models, *, src, tgt=None, layers="all", limit: int = 1000, batch_size: int = 16,
-               max_length: int = 256):
+               max_length: int = 256, langs=None):
     """Where are translations closest? Per layer of each decoder (``alignfreeze midalign scan``).
 
     Each sentence of the parallel set ``src``/``tgt`` (two CoNLL-U files joined on
@@ -29,33 +23,41 @@ def layer_scan(models, *, src, tgt=None, layers="all", limit: int = 1000, batch_
 
     Args:
         models: one decoder, a list, or ``{display name: model}`` (rows concatenated); a
-            name/folder is shown as given, as the CLI does.
+            name/folder is named as the CLI does (:func:`core.names.default_name`).
         tgt: the target side, or several (a list, or a ``{lang: path}`` dict): one scan per
             language pair, rows concatenated (:func:`choose_layer` averages over them).
         limit: sentence pairs used at most; ``max_length``: tokens per window (a longer
             sentence is split into windows at word boundaries and counted).
 
-    Returns a DataFrame: ``model, src, tgt, layer, metric, direction, value, n`` (values as
-    fractions; ``src``/``tgt``: languages of CoNLL-U file names, else ``src``/``tgt``).
+    Returns a DataFrame: ``model, src, tgt, layer, metric, direction, value, n, selection``
+    (values as fractions; ``src``/``tgt``: language codes from the file names,
+    :func:`core.names.parallel_langs`, or ``langs=(SRC, TGT)`` for one target).
     Raises ValueError for an encoder, fewer than 2 pairs, misaligned parallel input.
     """
     import pandas as pd
 
     from analysis.layer_scan import layer_scan as _scan
-    from core.parallel import read_parallel
+    from core.inputs import select_parallel
+    from core.names import default_name, parallel_langs
+    from core.selection import parse_spec
     from realign.midalign.train import require_decoder
 
     targets = list(tgt.values()) if isinstance(tgt, dict) else (list(tgt) if isinstance(tgt, list | tuple) else [tgt])
-    data = [(read_parallel(src, t, limit=limit), _lang(t, "tgt") if t else "tgt") for t in targets]
-    src_lang = _lang(src, "src")
+    data = []
+    for t in targets:  # read as the CLI reads them: selections, languages from the data
+        sel = select_parallel(src, t, limit=limit)
+        pair = parallel_langs(parse_spec(src).path, parse_spec(t).path if t else None, given=langs)
+        data.append((sel, pair))
     frames = []
-    for m in named_models(models):
+    for m in named_models(models, label=default_name):
         m.load()
         require_decoder(m.model, m.name)
-        for pairs, tgt_lang in data:
+        for sel, (src_lang, tgt_lang) in data:
+            pairs = sel.items
             rows, _info = _scan(m.model, m.tokenizer, [p.src for p in pairs], [p.tgt for p in pairs], layers=layers,
                                 batch_size=batch_size, max_length=max_length)
-            frames.append(pd.DataFrame([{"model": m.name, "src": src_lang, "tgt": tgt_lang, **r} for r in rows]))
+            frames.append(pd.DataFrame([{"model": m.name, "src": src_lang, "tgt": tgt_lang, **r,
+                                         "selection": sel.label} for r in rows]))
     return pd.concat(frames, ignore_index=True)[list(SCAN_COLUMNS)]
 
 

@@ -171,10 +171,10 @@ def _one(spec, what: str) -> tuple[str | None, Any]:
 
 
 def _pair_label(pair) -> str:
-    from analysis.drift import model_label
+    from core.names import default_name
 
     path = getattr(pair[0], "name_or_path", "") or getattr(getattr(pair[0], "config", None), "_name_or_path", "")
-    return model_label(path) if path else "model"
+    return default_name(path) if path else "model"
 
 
 def named_models(models, *, what: str = "models", label: Callable[[str], str] | None = None) -> list[Named]:
@@ -182,8 +182,8 @@ def named_models(models, *, what: str = "models", label: Callable[[str], str] | 
 
     ``models``: one model (a name/folder or a loaded pair), a list of them, or a dict
     ``{display name: model}``. Without a dict, a name/folder is shown as ``label(source)``
-    (the CLI's naming: e.g. the folder name), falling back to the source itself when two
-    labels collide; a loaded pair as its ``name_or_path`` folder name, or ``model``.
+    (the CLI's naming, :func:`core.names.default_name`: the checkpoint manifest's name such as
+    ``front-s42``, else the folder's); a loaded pair as its ``name_or_path``'s, or ``model``.
 
     Raises ValueError when two models would share a display name (pass a dict) and for an
     empty collection; TypeError for a value that is not a model; FileNotFoundError (one
@@ -200,13 +200,9 @@ def named_models(models, *, what: str = "models", label: Callable[[str], str] | 
     else:
         seq = list(models) if isinstance(models, list | tuple) and not is_pair(models) else [models]
         items = []
-        taken = set()
         for v in seq:
             source, pair = _one(v, what)
             name = label(source) if source is not None else _pair_label(pair)
-            if name in taken and source is not None:
-                name = source  # as the CLI does when two folders share a name
-            taken.add(name)
             items.append((name, source, pair))
     if not items:
         raise ValueError(f"{what}: no model given")
@@ -226,19 +222,21 @@ def one_model(model, *, what: str = "model", label: Callable[[str], str] | None 
     return found[0]
 
 
-def files(specs, what: str = "treebanks") -> list[Path]:
-    """CoNLL-U files of paths, globs or UD folders (:func:`core.conllu.find_treebanks`), or
-    of the values of a ``{lang: path}`` dict such as :func:`treebanks` returns."""
-    from core.conllu import find_treebanks
+def specs(given, what: str = "treebanks") -> list[str]:
+    """The treebank specs of a call: paths, globs or UD folders, each with an optional
+    selection (``fr.conllu@1:500``, docs/data.md), or the values of a ``{lang: path}`` dict."""
+    if given is None:
+        raise ValueError(f"{what}: no file given")
+    if isinstance(given, Mapping):
+        given = list(given.values())
+    given = [given] if isinstance(given, str | Path) else list(given)
+    if not given:
+        raise ValueError(f"{what}: no file given")
+    return [str(s) for s in given]
 
-    if specs is None:
-        raise ValueError(f"{what}: no file given")
-    if isinstance(specs, Mapping):
-        specs = list(specs.values())
-    specs = [specs] if isinstance(specs, str | Path) else list(specs)
-    if not specs:
-        raise ValueError(f"{what}: no file given")
-    out: list[Path] = []
-    for s in specs:
-        out.extend(find_treebanks(s))
-    return out
+
+def files(given, what: str = "treebanks") -> list[Path]:
+    """CoNLL-U files of :func:`specs` (:func:`core.inputs.treebank_files`: selections parsed)."""
+    from core.inputs import treebank_files
+
+    return [f for f, _ in treebank_files(specs(given, what))]

@@ -20,7 +20,7 @@ frozen during realignment (the embeddings are not frozen by ``front``)."""
 
 
 def word_pairs(src, tgt=None, *, out, aligner: str = "dictionary", dictionary=None, model=None, layer: int = 8,
-               pooling: str = "first", threshold: float = 1e-3, limit: int | None = None) -> Path:
+               pooling: str = "first", threshold: float = 1e-3, limit: int | None = None, langs=None) -> Path:
     """Word pairs of sentence-aligned text, written to ``out`` (JSONL, atomically), as
     ``alignfreeze pairs`` does; returns ``out``.
 
@@ -28,13 +28,22 @@ def word_pairs(src, tgt=None, *, out, aligner: str = "dictionary", dictionary=No
     (``tgt=None``). ``aligner``: ``dictionary`` (``dictionary``: a MUSE file; only
     unambiguous one-to-one matches), ``eflomal``, or ``similarity`` (``model`` at
     ``layer``, argmax both ways, softmax ``threshold``). Only one-to-one links between
-    different strings are kept (:func:`realign.pairs.extract_pairs`). The counts (pairs
-    kept, links, coverage) are printed. Raises ValueError when no link is found.
+    different strings are kept (:func:`realign.pairs.extract_pairs`). ``src`` (or ``tgt``)
+    may carry a selection of the pairs (``en.conllu@1:500``); the records carry the language
+    codes of the file names (or ``langs=(SRC, TGT)``). The counts (pairs kept, links,
+    coverage) are printed. Raises ValueError when no link is found.
     """
-    from core.parallel import read_parallel
+    from core.inputs import select_parallel
+    from core.names import LanguageUnknown, parallel_langs
+    from core.selection import parse_spec
     from realign.pairs import extract_pairs, write_pairs
 
-    pairs = read_parallel(src, tgt, limit=limit)
+    pairs = select_parallel(src, tgt, limit=limit).items  # SRC@SELECTION as the CLI (docs/data.md)
+    try:  # the records carry the languages the file names give, as `alignfreeze pairs` writes them
+        langs = parallel_langs(parse_spec(src).path, parse_spec(tgt).path if tgt is not None else None, given=langs)
+    except LanguageUnknown as e:
+        langs = None
+        print(f"alignfreeze: note: no language codes in the records ({e})", file=sys.stderr)
     m = tok = None
     if aligner == "similarity":
         if model is None:
@@ -44,7 +53,7 @@ def word_pairs(src, tgt=None, *, out, aligner: str = "dictionary", dictionary=No
     elif aligner == "dictionary" and not dictionary:
         raise ValueError("word_pairs: the dictionary aligner needs dictionary= (MUSE format: 'source target' per line)")
     records, summary = extract_pairs(pairs, aligner, dictionary=dictionary, model=m, tokenizer=tok, layer=layer,
-                                     pooling=pooling, threshold=threshold, progress=False)
+                                     pooling=pooling, threshold=threshold, progress=False, langs=langs)
     write_pairs(out, records)
     print(f"{out}: {summary['pairs_kept']}/{summary['sentence_pairs']} sentence pairs kept, {summary['links']} links "
           f"({summary['links_per_sentence']:.2f} per sentence), coverage src {summary['src_coverage']:.1%} "

@@ -267,7 +267,7 @@ def _main(argv: list[str]) -> int:
         for dest in MODEL_DESTS:  # every command: a model that is not there fails now
             value = getattr(args, dest, None)
             for name in value if isinstance(value, list | tuple) else [value]:
-                need_model(name)
+                need_model(name, named=getattr(args, "named_models", False))  # NAME=PATH where taken
         preflight = getattr(args, "preflight", None)
         if preflight is not None:
             preflight(args)

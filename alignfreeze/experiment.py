@@ -7,13 +7,14 @@ pairs, the source treebank(s) and the target treebanks (see ``docs/experiments.m
 model and seed.
 
 Per cell, under ``OUT/cells/<cell id>/``: ``realigned/`` (:func:`realign.train.realign`),
-``finetuned/`` (:func:`realign.finetune.finetune`), then ``results.csv``
-(:func:`realign.evaluate.evaluate` rows plus run/model/aligner/strategy/freeze/seed),
-written atomically LAST: a cell is done exactly when its ``results.csv`` exists, and a
-re-run skips it. A half-finished cell reuses whatever finished inside it (a realigned
-model with its manifest is not realigned again; an interrupted realignment resumes
-from its checkpoints). A failing cell is recorded in ``OUT/failures.json`` (error and
-traceback) and the grid goes on.
+``finetuned/`` (:func:`realign.finetune.finetune`), then ``cell.json`` (what the results were
+computed from) and ``results.csv`` (:func:`realign.evaluate.evaluate` rows plus
+run/model/aligner/strategy/freeze/seed), written atomically LAST (:mod:`alignfreeze.experiment_cell`).
+A re-run reuses a finished cell, a realignment, a fine-tuning or word pairs only while they
+were computed from what the YAML asks now (configs, data hashes and selections, base
+weights), else computes them again and says why (:mod:`alignfreeze.experiment_reuse`); an
+interrupted realignment resumes from its checkpoints. A failing cell is recorded in
+``OUT/failures.json`` (error and traceback) and the grid goes on.
 
 After every cell: ``OUT/results.csv`` (all tidy rows) and the paper-style table
 ``OUT/table.md`` / ``OUT/table.csv``: per language and strategy, mean +- std over SEEDS
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -51,8 +51,8 @@ TOP_KEYS = {"name", "out", "models", "strategies", "seeds", "aligners", "paralle
             "realign", "finetune", "evaluate", "xnli", "keep_models"}
 REQUIRED = ("out", "models", "strategies", "source", "targets")
 # fields a cell sets itself: they may not appear in the realign/finetune sections
-CELL_OWNED = {"realign": {"model", "pairs", "out", "freeze", "seed"},
-              "finetune": {"model", "train", "out", "seed", "during_realign", "during_freeze"}}
+CELL_OWNED = {"realign": {"model", "pairs", "out", "freeze", "seed", "name"},
+              "finetune": {"model", "train", "out", "seed", "during_realign", "during_freeze", "name"}}
 
 
 class ExperimentConfigError(ValueError):
@@ -173,22 +173,38 @@ def _resolve(base: Path, spec: str) -> str:
     return os.path.normpath(p if p.is_absolute() else base / p)
 
 
-def _existing(path: Path, key: str, spec: str, base: Path) -> str:
+def _existing(path: Path, key: str, spec: str, base: Path, check: bool = True) -> str:
+    """A treebank spec (file, glob or UD folder, with an optional ``@SELECTION``) resolved
+    against the YAML's folder; ``check``: it must find files."""
     from core.conllu import find_treebanks
+    from core.selection import parse_spec
 
-    full = _resolve(base, spec)
     try:
-        find_treebanks(full)
-    except FileNotFoundError as e:
+        d = parse_spec(spec, base)
+        if check:
+            find_treebanks(d.path)
+    except (FileNotFoundError, ValueError) as e:
         raise _err(path, key, str(e)) from None
-    return full
+    return d.text
 
 
-def _file(path: Path, key: str, spec: str, base: Path) -> str:
-    full = _resolve(base, spec)
-    if not Path(full).is_file():
-        raise _err(path, key, f"{full}: no such file")
-    return full
+def _file(path: Path, key: str, spec: str, base: Path, check: bool = True, selectable: bool = True) -> str:
+    """A data file (``selectable``: with an optional ``@SELECTION``, docs/data.md) resolved
+    against the YAML's folder; ``check``: it must exist."""
+    from core.selection import parse_spec
+
+    if not selectable:
+        full = _resolve(base, spec)
+        if check and not Path(full).is_file():
+            raise _err(path, key, f"{full}: no such file")
+        return full
+    try:
+        d = parse_spec(spec, base)
+    except ValueError as e:
+        raise _err(path, key, str(e)) from None
+    if check and not Path(d.path).is_file():
+        raise _err(path, key, f"{d.path}: no such file")
+    return d.text
 
 
 def _section(path: Path, key: str, value, cls) -> dict:
@@ -237,7 +253,7 @@ def _strategy(path: Path, k: int, item) -> Strategy:
     return Strategy(name, str(freeze) if freeze is not None else None, str(during) if during is not None else None)
 
 
-def _aligner(path: Path, k: int, item, base: Path) -> AlignerSpec:
+def _aligner(path: Path, k: int, item, base: Path, check: bool = True) -> AlignerSpec:
     from realign.aligners import ALIGNERS
 
     key = f"aligners[{k}]"
@@ -250,7 +266,7 @@ def _aligner(path: Path, k: int, item, base: Path) -> AlignerSpec:
     if unknown:
         raise _err(path, f"{key}.{sorted(unknown)[0]}", f"unknown key; expected some of {sorted(allowed)}")
     if "pairs" in item:
-        files = [_file(path, f"{key}.pairs", f, base) for f in _as_list(path, f"{key}.pairs", item["pairs"])]
+        files = [_file(path, f"{key}.pairs", f, base, check) for f in _as_list(path, f"{key}.pairs", item["pairs"])]
         return AlignerSpec(str(item.get("name", "given")), None, tuple(files))
     aligner = item.get("aligner")
     if aligner not in ALIGNERS:
@@ -260,8 +276,11 @@ def _aligner(path: Path, k: int, item, base: Path) -> AlignerSpec:
     return AlignerSpec(str(item.get("name", aligner)), aligner, (), opts)
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment YAML; errors name the file and the key."""
+def load_experiment(path: str | Path, *, check_files: bool = True) -> Experiment:
+    """Read and validate an experiment YAML; errors name the file and the key.
+
+    ``check_files=False`` validates everything but the existence of the data files (the
+    documentation's examples name data of other machines)."""
     import yaml
 
     from realign.config import RealignConfig
@@ -315,15 +334,16 @@ def load_experiment(path: str | Path) -> Experiment:
             raise _err(path, key, "expected a mapping {src: FILE, tgt: FILE, dictionary: FILE (optional)} "
                                   "(src may be hf:DATASET:SRC-TGT, e.g. hf:Helsinki-NLP/opus-100:en-fr, without tgt)")
         hf = str(p["src"]).startswith("hf:")  # a HuggingFace translation dataset (needs the hub)
-        entry = {"src": str(p["src"]) if hf else _file(path, f"{key}.src", str(p["src"]), base)}
+        entry = {"src": _file(path, f"{key}.src", str(p["src"]), base, check_files and not hf)}
         if p.get("tgt") is not None:
-            entry["tgt"] = _file(path, f"{key}.tgt", str(p["tgt"]), base)
+            entry["tgt"] = _file(path, f"{key}.tgt", str(p["tgt"]), base, check_files)
         if p.get("dictionary") is not None:
-            entry["dictionary"] = _file(path, f"{key}.dictionary", str(p["dictionary"]), base)
+            entry["dictionary"] = _file(path, f"{key}.dictionary", str(p["dictionary"]), base, check_files,
+                                        selectable=False)
         parallel.append(entry)
     raw_al = raw.get("aligners")
     raw_al = [] if raw_al is None else raw_al if isinstance(raw_al, list) else [raw_al]
-    aligners = [_aligner(path, k, a, base) for k, a in enumerate(raw_al)]
+    aligners = [_aligner(path, k, a, base, check_files) for k, a in enumerate(raw_al)]
     if any(s.needs_pairs for s in strategies):
         if not aligners:
             raise _err(path, "aligners", "realignment strategies need at least one aligner (or pairs: [files])")
@@ -339,8 +359,8 @@ def load_experiment(path: str | Path) -> Experiment:
         if len({a.name for a in aligners}) != len(aligners):
             raise _err(path, "aligners", "aligner names must be distinct (give each a name:)")
 
-    source = [_existing(path, "source", s, base) for s in _as_list(path, "source", raw["source"])]
-    targets = [_existing(path, "targets", s, base) for s in _as_list(path, "targets", raw["targets"])]
+    source = [_existing(path, "source", s, base, check_files) for s in _as_list(path, "source", raw["source"])]
+    targets = [_existing(path, "targets", s, base, check_files) for s in _as_list(path, "targets", raw["targets"])]
     realign_over = _section(path, "realign", raw.get("realign"), RealignConfig)
     finetune_over = _section(path, "finetune", raw.get("finetune"), FinetuneConfig)
     ev = raw.get("evaluate") or {}
@@ -370,112 +390,27 @@ def _say(msg: str) -> None:
 
 
 def pair_files(exp: Experiment, aligner: AlignerSpec, model: ModelSpec, progress: bool = False) -> list[str]:
-    """Word-pair files of ``aligner`` (extracted once into ``OUT/pairs/``, reused after)."""
-    from core.parallel import read_parallel
-    from realign.pairs import extract_pairs, write_pairs
+    """Word-pair files of ``aligner`` (:func:`alignfreeze.experiment_cell.pair_files`)."""
+    from alignfreeze.experiment_cell import pair_files as _pair_files
 
-    if aligner.aligner is None:
-        return list(aligner.pairs)
-    folder = exp.out / "pairs" / _slug(aligner.name + (f"__{model.name}" if aligner.aligner == "similarity" else ""))
-    files = []
-    for k, p in enumerate(exp.parallel):
-        f = folder / f"{k:02d}_{_slug(Path(p['src']).stem)}__{_slug(Path(p.get('tgt', p['src'])).stem)}.jsonl"
-        if p["src"].startswith("hf:"):
-            f = folder / f"{k:02d}_{_slug(p['src'][3:])}.jsonl"
-        if not f.is_file():
-            pairs = read_parallel(p["src"], p.get("tgt"), limit=aligner.options.get("limit"))
-            m = tok = None
-            if aligner.aligner == "similarity":
-                from core.models import load
-
-                m, tok = load(aligner.options.get("model", model.path))
-            records, summary = extract_pairs(
-                pairs, aligner.aligner, dictionary=p.get("dictionary"), model=m, tokenizer=tok,
-                layer=int(aligner.options.get("layer", 8)), pooling=aligner.options.get("pooling", "first"),
-                threshold=float(aligner.options.get("threshold", 1e-3)), progress=progress)
-            write_pairs(f, records)
-            _say(f"pairs {f.name}: {summary['pairs_kept']}/{summary['sentence_pairs']} sentence pairs, "
-                 f"{summary['links']} links")
-        files.append(str(f))
-    return files
+    return _pair_files(exp, aligner, model, progress)
 
 
 def run_cell(exp: Experiment, cell: Cell, progress: bool = False):
-    """Realign (if the strategy does), fine-tune, evaluate; returns the cell's tidy rows
-    (also written to ``OUT/cells/<id>/results.csv``, last)."""
-    import pandas as pd
+    """Run one cell (:func:`alignfreeze.experiment_cell.run_cell`); returns its tidy rows."""
+    from alignfreeze.experiment_cell import run_cell as _run_cell
 
-    from core.io import atomic_write_text
-    from core.manifest import MANIFEST
-    from realign.config import RealignConfig
-    from realign.evaluate import evaluate
-    from realign.finetune import FinetuneConfig, finetune
-    from realign.train import latest_checkpoint, realign
-
-    cdir = exp.out / "cells" / cell.id
-    pairs = pair_files(exp, cell.aligner, cell.model, progress) if cell.strategy.needs_pairs else []
-    start = cell.model.path
-    if cell.strategy.realigns:
-        rdir = cdir / "realigned"
-        if not (rdir / MANIFEST).is_file():
-            rcfg = RealignConfig(model=cell.model.path, pairs=tuple(pairs), out=str(rdir),
-                                 freeze=cell.strategy.freeze, seed=cell.seed, **exp.realign)
-            realign(rcfg, progress=progress, resume=latest_checkpoint(rdir) is not None)
-        start = str(rdir)
-    fdir = cdir / "finetuned"
-    if not (fdir / MANIFEST).is_file():
-        during = {}
-        if cell.strategy.during is not None:
-            during = {"during_realign": tuple(pairs), "during_freeze": cell.strategy.during}
-        fcfg = FinetuneConfig(model=start, train=tuple(exp.source), out=str(fdir), seed=cell.seed,
-                              **{**exp.finetune, **during})
-        finetune(fcfg, progress=progress)
-    ev = exp.evaluate
-    df = evaluate(str(fdir), exp.targets, tasks=("upos",), model_name=cell.model.name,
-                  batch_size=int(ev.get("batch_size", 32)), max_length=ev.get("max_length"), progress=progress)
-    if exp.xnli is not None:
-        df = pd.concat([df, _xnli_rows(exp, cell, start, cdir, pairs, progress)], ignore_index=True)
-    df.insert(0, "run", cell.id)
-    df.insert(2, "aligner", cell.aligner.name if cell.aligner else "-")
-    df.insert(3, "strategy", cell.strategy.name)
-    df.insert(4, "freeze", cell.strategy.freeze or (f"during:{cell.strategy.during}" if cell.strategy.during else "-"))
-    df.insert(5, "seed", cell.seed)
-    atomic_write_text(cdir / "results.csv", df.to_csv(index=False))
-    if not exp.keep_models:
-        for d in (cdir / "realigned", fdir, cdir / "finetuned_xnli"):
-            shutil.rmtree(d, ignore_errors=True)
-    return df
+    return _run_cell(exp, cell, progress)
 
 
-def _xnli_rows(exp: Experiment, cell: Cell, start: str, cdir: Path, pairs: list[str], progress: bool):
-    """The second task: fine-tune for XNLI from the same starting point, evaluate zero-shot.
-    Without the hub it is skipped with a message (the cell keeps its UPOS rows)."""
-    import pandas as pd
-
-    from core.manifest import MANIFEST
-    from realign.evaluate import HubUnavailable, evaluate
-    from realign.finetune import FinetuneConfig, finetune
-
-    xdir = cdir / "finetuned_xnli"
-    try:
-        if not (xdir / MANIFEST).is_file():
-            during = {}
-            if cell.strategy.during is not None:
-                during = {"during_realign": tuple(pairs), "during_freeze": cell.strategy.during}
-            finetune(FinetuneConfig(model=start, train=tuple(exp.xnli["train"]), out=str(xdir), seed=cell.seed,
-                                    task="xnli", **{**exp.xnli["finetune"], **during}), progress=progress)
-    except HubUnavailable as e:
-        print(f"[experiment] {cell.id}: XNLI skipped: {e}", file=sys.stderr, flush=True)
-        return pd.DataFrame()
-    return evaluate(str(xdir), tasks=("xnli",), xnli_langs=tuple(exp.xnli["langs"]), model_name=cell.model.name,
-                    batch_size=int(exp.evaluate.get("batch_size", 32)), progress=progress)
-
-
-def collect_results(out: Path):
-    """All finished cells' rows (``OUT/cells/*/results.csv``) as one DataFrame."""
+def collect_results(out: Path, cells: list[str] | None = None):
+    """The finished cells' rows (``OUT/cells/*/results.csv``; only ``cells`` when given: a cell
+    of an earlier YAML that the current one no longer asks for is left out) as one DataFrame."""
     import pandas as pd
 
     files = sorted((out / "cells").glob("*/results.csv"))
+    if cells is not None:
+        files = [f for f in files if f.parent.name in set(cells)]
     if not files:
         return pd.DataFrame()
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
@@ -635,7 +570,8 @@ def write_outputs(exp: Experiment):
     from the cells."""
     from core.io import atomic_write_text
 
-    results = collect_results(exp.out)
+    ids = [c.id for c in exp.cells()]
+    results = collect_results(exp.out, ids)
     summary = summary_table(results)
     atomic_write_text(exp.out / "results.csv", results.to_csv(index=False))
     atomic_write_text(exp.out / "table.csv", summary.to_csv(index=False))
@@ -647,6 +583,9 @@ def write_outputs(exp: Experiment):
 def run_experiment(config: str | Path | Experiment, *, progress: bool = False, dry_run: bool = False) -> ExperimentReport:
     """Run every unfinished cell of the grid; finished cells (``results.csv``) are skipped,
     failures are recorded in ``OUT/failures.json`` and the others go on."""
+    from alignfreeze.experiment_cell import cell_plan
+    from alignfreeze.experiment_cell import run_cell as _run_cell
+    from alignfreeze.experiment_reuse import RECORD, BaseHashes, differences, read_json
     from core.io import atomic_write_json
 
     exp = config if isinstance(config, Experiment) else load_experiment(config)
@@ -655,19 +594,29 @@ def run_experiment(config: str | Path | Experiment, *, progress: bool = False, d
     fail_file = exp.out / "failures.json"
     failures: dict[str, Any] = json.loads(fail_file.read_text()) if fail_file.is_file() else {}
     ran, skipped, failed = [], [], {}
+    hashes, cache = BaseHashes(), {}  # base weights and data hashed once per run
     _say(f"{exp.name}: {len(cells)} cells ({len(exp.models)} model(s) x strategies x {len(exp.seeds)} seed(s)) "
          f"-> {exp.out}")
     for k, cell in enumerate(cells, 1):
-        if (exp.out / "cells" / cell.id / "results.csv").is_file():
-            skipped.append(cell.id)
-            _say(f"[{k}/{len(cells)}] {cell.id}: done already, skipped")
-            continue
-        if dry_run:
-            _say(f"[{k}/{len(cells)}] {cell.id}: would run")
-            continue
-        _say(f"[{k}/{len(cells)}] {cell.id}: running")
+        cdir, plan = exp.out / "cells" / cell.id, None
         try:
-            run_cell(exp, cell, progress=progress)
+            if (cdir / "results.csv").is_file():
+                # reuse only what was computed from what the YAML asks now (cell.json)
+                plan = cell_plan(exp, cell, hashes, cache)
+                saved = read_json(cdir / RECORD)
+                diff = differences(saved, plan) if saved is not None else [
+                    f"no record of what it was computed from ({RECORD})"]
+                if not diff:
+                    skipped.append(cell.id)
+                    _say(f"[{k}/{len(cells)}] {cell.id}: done already, skipped: results reused (configs, data "
+                         "hashes and base weights as the YAML asks)")
+                    continue
+                _say(f"[{k}/{len(cells)}] {cell.id}: done, but not with what the YAML asks now: {'; '.join(diff)}")
+            if dry_run:
+                _say(f"[{k}/{len(cells)}] {cell.id}: would run")
+                continue
+            _say(f"[{k}/{len(cells)}] {cell.id}: running")
+            _run_cell(exp, cell, progress=progress, hashes=hashes, plan=plan)
         except Exception as e:  # a failed cell must not stop the grid: record it, go on
             msg = f"{type(e).__name__}: {e}"
             failed[cell.id] = msg
@@ -680,6 +629,12 @@ def run_experiment(config: str | Path | Experiment, *, progress: bool = False, d
         atomic_write_json(fail_file, failures)
     if not dry_run:
         write_outputs(exp)
+    ids = {c.id for c in cells}
+    gone = sorted(d.name for d in (exp.out / "cells").glob("*") if d.is_dir() and d.name not in ids) \
+        if (exp.out / "cells").is_dir() else []
+    if gone:
+        _say(f"{len(gone)} cell folder(s) of an earlier grid that this YAML does not ask for are left out of the "
+             f"tables: {', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}")
     _say(f"done: {len(ran)} ran, {len(skipped)} skipped, {len(failed)} failed; "
          f"results {exp.out / 'results.csv'}, table {exp.out / 'table.md'}")
     return ExperimentReport(ran, skipped, failed, exp.out / "results.csv", exp.out / "table.md")

@@ -21,29 +21,25 @@ Errors are ``ExperimentConfigError`` naming the YAML, the cell and the problem.
 
 from __future__ import annotations
 
-import collections
 import functools
 
 from alignfreeze.experiment import Cell, Experiment, ExperimentConfigError
 
 
 def _read_data(exp: Experiment) -> None:
-    from core.conllu import find_treebanks, read_conllu
-    from core.parallel import read_parallel
-    from core.wordpairs import read_pairs
+    from core.inputs import select_pairs, select_parallel, select_treebanks
     from realign.aligners import read_dictionary
 
-    for spec in [*exp.source, *exp.targets]:
-        for f in find_treebanks(spec):
-            collections.deque(read_conllu(f), maxlen=0)  # read (and validate) every sentence
+    # read (and validate) every sentence, and apply every selection, as the run does
+    select_treebanks([*exp.source, *exp.targets])
     for p in exp.parallel:
         if not p["src"].startswith("hf:"):  # a hub dataset is read when the run needs it
-            read_parallel(p["src"], p.get("tgt"))
+            select_parallel(p["src"], p.get("tgt"))
         if p.get("dictionary"):
             read_dictionary(p["dictionary"])
     for a in exp.aligners:
         if a.pairs:
-            read_pairs(list(a.pairs))
+            select_pairs(list(a.pairs))
 
 
 @functools.cache

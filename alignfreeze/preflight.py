@@ -82,13 +82,34 @@ def need_files(paths: Iterable[str | Path] | None, what: str) -> list[Path]:
     return [need_file(p, what) for p in (paths or ())]
 
 
+def _spec(spec: str | Path):
+    """``PATH@SELECTION`` parsed (:func:`core.selection.parse_spec`); a bad selection is an InputError."""
+    from core.selection import SelectionError, parse_spec
+
+    try:
+        return parse_spec(spec)
+    except SelectionError as e:
+        raise InputError(str(e)) from None
+
+
+def need_data(spec: str | Path | None, what: str) -> None:
+    """A data file with an optional selection (``en.conllu@1:500``, docs/data.md): the selection
+    must parse and the file must pass :func:`need_file`; ``hf:`` datasets pass."""
+    if spec is None:
+        return
+    d = _spec(spec)
+    if not d.path.startswith("hf:"):
+        need_file(d.path, what)
+
+
 def need_treebanks(specs: Iterable[str | Path] | None, what: str = "a CoNLL-U treebank") -> list[Path]:
-    """Expand files, globs and UD folders (:func:`core.conllu.find_treebanks`) and check
-    every file found."""
+    """Expand files, globs and UD folders (:func:`core.conllu.find_treebanks`), each with an
+    optional selection, and check every file found."""
     from core.conllu import find_treebanks
 
     files: list[Path] = []
-    for spec in specs or ():
+    for raw in specs or ():
+        spec = _spec(raw).path
         p = Path(spec)
         if p.exists() and not p.is_dir():
             files.append(need_file(p, what))
@@ -102,11 +123,19 @@ def need_treebanks(specs: Iterable[str | Path] | None, what: str = "a CoNLL-U tr
     return files
 
 
-def need_model(name: str | None) -> None:
-    """A model argument: a missing local folder fails now (see :func:`core.models.check_model_name`)."""
+def need_model(name: str | None, named: bool = False) -> None:
+    """A model argument: a missing local folder fails now (see :func:`core.models.check_model_name`).
+    ``named``: the command takes ``NAME=PATH`` (:func:`core.names.split_named`)."""
     if name:
         from core.models import check_model_name
 
+        if named:
+            from core.names import split_named
+
+            try:
+                name = split_named(name)[1]
+            except ValueError as e:
+                raise InputError(str(e)) from None
         check_model_name(name)
 
 

@@ -121,9 +121,55 @@ def sentence_means(feats: np.ndarray, offsets: np.ndarray, valid: np.ndarray) ->
     return out / np.maximum(cnt, 1)[:, None]
 
 
+def linked_word_vectors(extractor, linked_pairs: list[LinkedPair], max_words: int,
+                        ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """The vectors of the first ``max_words`` links whose two words both have a vector, per
+    layer: ``(source rows, target rows)``, row ``i`` of both = link ``i``.
+
+    Only the sentence pairs those links need are encoded: the shortest prefix of pairs with
+    ``max_words`` links, then (when some of its words have no vector) the next pairs, a prefix
+    of the same size at a time, until ``max_words`` usable links or the pairs run out. The
+    links are exactly those that encoding every pair and keeping the first ``max_words``
+    usable ones would give.
+
+    Raises ``ValueError`` when no link has a vector on both sides, or ``max_words`` < 1.
+    """
+    if max_words < 1:
+        raise ValueError(f"max_words={max_words}: expected at least 1 linked word pair")
+    parts_s: dict[int, list[np.ndarray]] = {lay: [] for lay in extractor.layers}
+    parts_t: dict[int, list[np.ndarray]] = {lay: [] for lay in extractor.layers}
+    found, start = 0, 0
+    while found < max_words and start < len(linked_pairs):
+        # the shortest run of pairs from `start` holding the links still needed
+        stop, links = start, 0
+        while stop < len(linked_pairs) and links < max_words - found:
+            links += len(linked_pairs[stop].links)
+            stop += 1
+        chunk = linked_pairs[start:stop]
+        fs = extractor.extract([p.src for p in chunk])
+        ft = extractor.extract([p.tgt for p in chunk])
+        si, ti = [], []
+        for k, p in enumerate(chunk):
+            for i, j in p.links:
+                a, b = fs.offsets[k] + i, ft.offsets[k] + j
+                if fs.valid[a] and ft.valid[b] and found + len(si) < max_words:
+                    si.append(a)
+                    ti.append(b)
+        for lay in extractor.layers:
+            parts_s[lay].append(np.asarray(fs.features[lay])[si])
+            parts_t[lay].append(np.asarray(ft.features[lay])[ti])
+        found += len(si)
+        start = stop
+    if not found:
+        raise ValueError("no linked word has a representation on both sides")
+    return ({lay: np.concatenate(v) for lay, v in parts_s.items()},
+            {lay: np.concatenate(v) for lay, v in parts_t.items()})
+
+
 def align_eval(extractor, *, sentence_pairs=None, linked_pairs: list[LinkedPair] | None = None,
                csls_k: int = 10, max_words: int = 5000) -> list[dict]:
-    """Per-layer word retrieval (from ``linked_pairs``) and sentence retrieval (from
+    """Per-layer word retrieval (from ``linked_pairs``: the first ``max_words`` usable links,
+    only their sentences encoded, :func:`linked_word_vectors`) and sentence retrieval (from
     ``sentence_pairs``: objects with ``src``/``tgt`` sides, e.g. the
     :class:`core.parallel.ParallelPair` objects of :func:`core.parallel.read_parallel`,
     whose running text the model reads). Tidy rows."""
@@ -138,26 +184,16 @@ def align_eval(extractor, *, sentence_pairs=None, linked_pairs: list[LinkedPair]
                 rows.append({"layer": lay, "task": "sentence", "candidates": "all", "score": "cosine",
                              "centred": False, **r, "n": len(ss)})
     if linked_pairs:
-        fs = extractor.extract([p.src for p in linked_pairs])
-        ft = extractor.extract([p.tgt for p in linked_pairs])
-        si, ti = [], []
-        for k, p in enumerate(linked_pairs):
-            for i, j in p.links:
-                a, b = fs.offsets[k] + i, ft.offsets[k] + j
-                if fs.valid[a] and ft.valid[b]:
-                    si.append(a)
-                    ti.append(b)
-        if not si:
-            raise ValueError("no linked word has a representation on both sides")
-        si, ti = np.asarray(si[:max_words]), np.asarray(ti[:max_words])
+        Xs, Xt = linked_word_vectors(extractor, linked_pairs, max_words)
+        n = len(next(iter(Xs.values())))
         for lay in extractor.layers:
             for score, k in (("cosine", 0), ("csls", csls_k)):
                 if score == "csls" and csls_k <= 0:
                     continue
                 for centred in (False, True):
-                    for r in word_retrieval(fs.features[lay][si], ft.features[lay][ti], csls_k=k, centre=centred):
+                    for r in word_retrieval(Xs[lay], Xt[lay], csls_k=k, centre=centred):
                         rows.append({"layer": lay, "task": "word", "score": score, "centred": centred,
-                                     **r, "n": len(si)})
+                                     **r, "n": n})
     if not rows:
         raise ValueError("nothing to evaluate: give parallel sentences (--src/--tgt) and/or --pairs")
     for r in rows:

@@ -6,7 +6,9 @@ JSONL, one sentence pair per line::
     {"id": "s1", "src": ["北京", "是", "首都", "。"], "tgt": ["Beijing", "is", "the", "capital", "."],
      "links": [[0, 0], [2, 3]], "src_text": "北京是首都。", "tgt_text": "Beijing is the capital."}
 
-``links`` are 0-based ``[source word, target word]`` indices. ``src_text`` / ``tgt_text``
+``links`` are 0-based ``[source word, target word]`` indices. ``src_lang`` / ``tgt_lang``
+(optional, written by ``alignfreeze pairs`` when the input's file names say the languages,
+:mod:`core.names`) are language codes: what ``align-eval`` writes in its ``src``/``tgt`` columns. ``src_text`` / ``tgt_text``
 (optional, written by ``alignfreeze pairs`` since the running text is carried through) are
 the running texts the words were cut from: what a model reads (:mod:`core.encoding`). They
 must be the words in order with nothing but whitespace between them (none between words
@@ -42,13 +44,19 @@ class WordPairs(TypedDict):
     links: list[list[int]]
     src_text: NotRequired[str]
     tgt_text: NotRequired[str]
+    src_lang: NotRequired[str]
+    tgt_lang: NotRequired[str]
 
 
-def pair_record(pid: str, src: Surface, tgt: Surface, links: Sequence[Sequence[int]]) -> WordPairs:
-    """A record of two :class:`core.encoding.Surface` sides: their words and running texts."""
+def pair_record(pid: str, src: Surface, tgt: Surface, links: Sequence[Sequence[int]],
+                langs: tuple[str, str] | None = None) -> WordPairs:
+    """A record of two :class:`core.encoding.Surface` sides: their words and running texts
+    (and their language codes, when known)."""
     rec = WordPairs(id=str(pid), src=list(src.words), tgt=list(tgt.words), links=[[int(i), int(j)] for i, j in links])
     rec["src_text"] = surface_text(src)[0]
     rec["tgt_text"] = surface_text(tgt)[0]
+    if langs is not None:
+        rec["src_lang"], rec["tgt_lang"] = str(langs[0]), str(langs[1])
     return rec
 
 
@@ -97,6 +105,13 @@ def check_record(obj: Any, where: str) -> WordPairs:
         except ValueError as e:
             raise ValueError(f"{where}: {key!r} does not hold the words of {name!r}: {e}") from None
         rec[key] = text
+    for name in SIDES:
+        key = f"{name}_lang"
+        if key in obj:
+            if not isinstance(obj[key], str) or not obj[key] or any(c.isspace() for c in obj[key]):
+                raise ValueError(f"{where}: {key!r} must be a language code (a non-empty string without spaces), "
+                                 f"found {obj[key]!r}")
+            rec[key] = obj[key]
     return rec
 
 

@@ -32,7 +32,8 @@ class RealignConfig:
     """Everything that decides a realignment run (enough to repeat it from its manifest)."""
 
     model: str = field(metadata={"help": "prepared name, local folder or hub name of the model to realign"})
-    pairs: tuple[str, ...] = field(metadata={"help": "word-pair JSONL file(s) from `alignfreeze pairs`"})
+    pairs: tuple[str, ...] = field(metadata={"help": "word-pair JSONL file(s) from `alignfreeze pairs`, each optionally "
+                                                     "with a selection (pairs.jsonl@1:500; docs/data.md)"})
     out: str = field(metadata={"help": "output folder (model + tokenizer + manifest.json, written atomically)"})
     freeze: str = _f("none", "none | front | back | front+emb | back+emb | layers such as emb,1-3 (0 = embeddings)")
     steps: int = _f(0, "optimizer steps; 0 = one pass over the pairs")
@@ -53,6 +54,11 @@ class RealignConfig:
     dropout: bool = _f(True, "train mode (dropout on) during realignment, as the reference")
     checkpoint_every: int = _f(0, "save a resumable checkpoint every N steps (0 = never)")
     keep_checkpoints: int = _f(2, "how many recent checkpoints to keep under OUT/checkpoints")
+    retain_checkpoints: bool = _f(False, "keep OUT/checkpoints once the run has finished (each holds the model, "
+                                         "Adam's moments and RNG states, ~3x the model); by default they are deleted "
+                                         "when the final model is written, since they only serve --resume")
+    name: str = _f("", "display name recorded in the manifest and shown in tables (default: STRATEGY-sSEED, "
+                       "e.g. front-s42; freeze none is full)")
     mixed_precision: str = _f("no", "no | fp16 | bf16 (via accelerate)")
     embedding_update: str = _f("dense", "Adam on the word embeddings: dense (torch Adam) | touched (only rows that "
                                         "ever had a gradient: bit-identical result, faster on large vocabularies)")
@@ -69,6 +75,11 @@ class RealignConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         if not self.pairs:
             raise ValueError("pairs: at least one word-pair file is needed")
+        if self.name:
+            from core.names import NAME
+
+            if not NAME.match(self.name):
+                raise ValueError(f"name={self.name!r}: expected letters, digits, '_', '.', '+' or '-'")
         for name in ("batch_size", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")

@@ -26,7 +26,7 @@ from core.conllu import UPOS_TAGS, Sentence
 
 from .finetune import XNLI_LABELS  # noqa: F401  (label order of XNLI heads: entailment, neutral, contradiction)
 
-COLUMNS = ("model", "lang", "task", "metric", "value", "n_words", "file")
+COLUMNS = ("model", "lang", "task", "metric", "value", "n_words", "n_sentences", "file", "selection")
 XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 
 
@@ -174,7 +174,9 @@ def _load(model_or_dir, tokenizer, task: str):
 
             model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(name),
                                                                        local_files_only=is_offline())
-        return model, tokenizer or load_tokenizer(name), name, manifest
+        from core.names import default_name
+
+        return model, tokenizer or load_tokenizer(name), default_name(name), manifest
     if tokenizer is None:
         raise ValueError("evaluate: pass the tokenizer together with a loaded model")
     return model_or_dir, tokenizer, getattr(model_or_dir.config, "_name_or_path", "") or "model", None
@@ -191,26 +193,33 @@ def evaluate(
     batch_size: int = 32,
     max_length: int | None = None,
     progress: bool = True,
+    max_sentences: int | None = None,
 ):
     """Zero-shot evaluation of a fine-tuned model; returns a tidy ``pandas.DataFrame``.
 
     Args:
         model: a fine-tuned checkpoint folder (with its manifest) or name, or a loaded
             token-classification model (then pass ``tokenizer``).
-        treebanks: CoNLL-U files, globs or UD folders; one row per file, language from
-            the file name (``fr_pud-ud-test.conllu`` -> ``fr``).
+        treebanks: CoNLL-U files, globs or UD folders, each optionally with a selection
+            (``fr_pud-ud-test.conllu@501:1000``, :mod:`core.selection`); one row per file,
+            language from the file name (``fr_pud-ud-test.conllu`` -> ``fr``).
+        max_sentences: at most this many sentences per file, after its selection (recorded
+            in the ``selection`` column as ``first=N`` when it cut sentences).
         tasks: ``upos`` and/or ``xnli``. XNLI needs a 3-way sequence-classification
             model and the hub; when the hub is unreachable it is skipped with a message on
             stderr and recorded in ``df.attrs["skipped"]`` (not an error).
         xnli_langs: XNLI languages (default: all 15).
-        model_name: the ``model`` column (default: the folder or name).
+        model_name: the ``model`` column (default: the checkpoint's display name,
+            :func:`core.names.default_name`: e.g. ``front-s42+upos``).
         batch_size, max_length: prediction batches; windows of at most ``max_length``.
 
-    Rows: ``model, lang, task="upos", metric="accuracy", value, n_words, file``.
+    Rows: ``model, lang, task="upos", metric="accuracy", value, n_words, n_sentences, file,
+    selection`` (``all`` for a whole file).
     """
     import pandas as pd
 
-    from core.conllu import find_treebanks, read_conllu, treebank_lang
+    from core.conllu import treebank_lang
+    from core.inputs import select_treebanks, treebank_files
 
     unknown = [t for t in tasks if t not in ("upos", "xnli")]
     if unknown:
@@ -221,13 +230,13 @@ def evaluate(
     skipped: list[str] = []
     encoding: dict[str, dict] = {}
     if "upos" in tasks:
-        files = [f for spec in treebanks for f in find_treebanks(spec)]
-        if not files:
+        if not treebank_files(treebanks):
             raise ValueError("evaluate: no treebank given for the upos task")
+        selected = select_treebanks(treebanks, limit=max_sentences)  # every selection checked before the model loads
         m, tok, name, manifest = _load(model, tokenizer, "upos")
         pooling = (manifest or {}).get("prediction_pooling", "first")
-        for f in files:
-            sents = list(read_conllu(f))
+        for sel in selected:
+            f, sents = sel.files[0], sel.items
             st = EncodingStats()
             pred = predict_upos(m, tok, sents, batch_size=batch_size, max_length=max_length, pooling=pooling,
                                 progress=progress, stats=st)
@@ -236,7 +245,7 @@ def evaluate(
             correct, total = upos_accuracy([s.upos for s in sents], pred)
             rows.append({"model": model_name or name, "lang": treebank_lang(f), "task": "upos",
                          "metric": "accuracy", "value": correct / total if total else float("nan"),
-                         "n_words": total, "file": str(f)})
+                         "n_words": total, "n_sentences": len(sents), "file": str(f), "selection": sel.label})
     if "xnli" in tasks:
         langs = list(xnli_langs) or list(XNLI_LANGS)
         try:
@@ -252,7 +261,7 @@ def evaluate(
                 correct, total = xnli_accuracy(m, tok, ds, batch_size=batch_size)
                 rows.append({"model": model_name or name, "lang": lang, "task": "xnli", "metric": "accuracy",
                              "value": correct / total if total else float("nan"), "n_words": total,
-                             "file": f"xnli/{lang}/test"})
+                             "n_sentences": total, "file": f"xnli/{lang}/test", "selection": "all"})
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df.attrs["skipped"] = skipped
     df.attrs["encoding"] = encoding  # per treebank: windows, truncated words, words without pieces

@@ -83,7 +83,8 @@ class FinetuneConfig:
     """Everything that decides a fine-tuning run (saved in the manifest)."""
 
     model: str = field(metadata={"help": "prepared name, local folder (e.g. a realigned checkpoint) or hub name"})
-    train: tuple[str, ...] = field(metadata={"help": "source treebank(s): CoNLL-U files, globs or UD folders"})
+    train: tuple[str, ...] = field(metadata={"help": "source treebank(s): CoNLL-U files, globs or UD folders, each "
+                                                     "optionally with a selection (en_ewt-ud-train.conllu@1:500)"})
     out: str = field(metadata={"help": "output folder (model + tokenizer + manifest.json, written atomically)"})
     task: str = _f("upos", "upos (token classification, 17 UD tags) | xnli (train = XNLI languages, hub needed)")
     epochs: int = _f(0, "passes over the training data; 0 = by task (5 PoS, 2 XNLI, as the reference)")
@@ -109,6 +110,8 @@ class FinetuneConfig:
     during_temperature: float = _f(0.1, "InfoNCE temperature of the during variant")
     during_negatives: str = _f("strong", "strong | weak negatives of the during variant")
     during_max_length: int = _f(96, "tokens per sentence of the realignment batches")
+    name: str = _f("", "display name recorded in the manifest and shown in tables (default: the starting "
+                       "model's name + task, e.g. front-s42+upos)")
 
     def validate(self) -> FinetuneConfig:
         """Raise ``ValueError`` naming the first bad field; return self."""
@@ -130,6 +133,11 @@ class FinetuneConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected no, fp16 or bf16")
+        if self.name:
+            from core.names import NAME
+
+            if not NAME.match(self.name):
+                raise ValueError(f"name={self.name!r}: expected letters, digits, '_', '.', '+' or '-'")
         return self
 
     @property
@@ -366,17 +374,11 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
 
     from core.arch import arch_of
     from core.config import to_dict
-    from core.conllu import find_treebanks, read_sentences
     from core.encoding import model_max_length
     from core.io import atomic_dir
-    from core.manifest import (
-        MANIFEST,
-        base_weight_hash,
-        data_file_entries,
-        read_manifest,
-        write_manifest,
-    )
+    from core.manifest import MANIFEST, base_weight_hash, read_manifest, write_manifest
     from core.models import load_tokenizer
+    from core.names import name_from_manifest
 
     config.validate()
     t_start = time.perf_counter()
@@ -393,18 +395,20 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if config.task == "upos":
-        files = [f for spec in config.train for f in find_treebanks(spec)]
-        sentences = list(read_sentences(files))
+        from core.inputs import entries, select_treebanks, selected_items
+
+        selected = select_treebanks(config.train)  # FILE@SELECTION (core.selection)
+        sentences = selected_items(selected)
         if config.train_limit:
             sentences = sentences[: config.train_limit]
         if not sentences:
-            raise ValueError(f"{', '.join(map(str, files))}: no sentences to fine-tune on")
+            raise ValueError(f"{', '.join(config.train)}: no sentences to fine-tune on")
         if model is None:
             model = load_tagger(config.model)
         # windows never exceed the model's own positions (a 64-position model with max_length 128)
         max_length = min(config.max_length, model_max_length(model, tokenizer))
         examples, data_stats = build_examples(sentences, tokenizer, max_length, config.label_all_subwords)
-        data_files = data_file_entries(files)
+        data_files = entries(selected)
     else:
         examples, data_stats = xnli_examples(config.train, tokenizer, config.max_length, config.train_limit)
         data_files = [{"path": f"hf:xnli/{lang}/train", "examples": n} for lang, n in data_stats["per_language"].items()]
@@ -424,12 +428,14 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
     during = bool(config.during_realign)
     records, rcfg, free_names, dropped = [], None, [], ()
     if during:
+        from core.inputs import select_pairs, selected_items
+
         from .freeze import resolve_freeze
         from .losses import realignment_loss
-        from .pairs import read_pairs
 
         rcfg = config.realign_config()
-        records = read_pairs(config.during_realign)
+        during_selected = select_pairs(config.during_realign)
+        records = selected_items(during_selected)
         plan = resolve_freeze(model, config.during_freeze)
         dropped = tuple(plan.frozen_layers)
         drop = set(plan.frozen_parameter_names)
@@ -522,7 +528,7 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
             "base_model": {"name": config.model, "weight_hash": start_hash, "model_type": model_type},
             "parent": None if parent is None else {
                 "path": str(config.model), "kind": parent.get("kind"), "base_model": parent.get("base_model"),
-                "frozen_layers": parent.get("frozen_layers")},
+                "frozen_layers": parent.get("frozen_layers"), "name": name_from_manifest(parent)},
             "labels": list(labels),
             "label_scheme": ("premise/hypothesis pair, one label" if config.task == "xnli" else
                              "first character-carrying piece of each surface token (running text); MWT token and "
@@ -531,7 +537,7 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
             "prediction_pooling": config.prediction_pooling,
             "frozen_parameters": [],
             "during": None if not during else {
-                "pairs": data_file_entries(config.during_realign), "dropped_layers": list(dropped),
+                "pairs": [e for sel in during_selected for e in sel.entries()], "dropped_layers": list(dropped),
                 "dropped_parameters": sorted(set(params) - set(free_names)), "weight": config.during_weight},
             "data_files": data_files,
             "data": data_stats,
@@ -543,6 +549,7 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
             "wall_time_s": time.perf_counter() - t_start,
             "final_losses": final_losses,
         }
+        manifest["name"] = config.name or name_from_manifest(manifest)
         with atomic_dir(out) as tmp:
             final.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)

@@ -87,6 +87,7 @@ def extract_pairs(
     pooling: str = "first",
     threshold: float = 1e-3,
     progress: bool = True,
+    langs: tuple[str, str] | None = None,
 ) -> tuple[list[WordPairs], dict]:
     """Word links for parallel sentences.
 
@@ -98,6 +99,8 @@ def extract_pairs(
         aligner: ``dictionary`` (needs ``dictionary``: a MUSE file or a loaded dict),
             ``eflomal`` (forward + reverse, grow-diag-final-and), or ``similarity`` (needs
             ``model`` and ``tokenizer``; ``layer`` 0..L, ``pooling``, ``threshold``).
+        langs: the (source, target) language codes, written into every record
+            (:func:`core.names.parallel_langs` reads them from the input's file names).
 
     Returns:
         ``(records, summary)``: only sentence pairs with at least one link are kept; the
@@ -132,7 +135,7 @@ def extract_pairs(
             continue
         kept = one_to_one(links, s, t)
         if kept:
-            records.append(pair_record(p.id, p.src, p.tgt, kept))
+            records.append(pair_record(p.id, p.src, p.tgt, kept, langs))
     warnings = [_not_aligned_message(aligner, not_aligned, len(pairs))] if not_aligned else []
     for w in warnings:
         print(f"alignfreeze pairs: warning: {w}", file=sys.stderr, flush=True)

@@ -12,7 +12,9 @@ alignfreeze.cli realign ...``; DDP/FSDP and bf16/fp16 come from the accelerate c
 4. optionally restore the newest checkpoint (model, optimizer, RNG states, step, data
    order) from ``OUT/checkpoints``;
 5. the loop: next batch in a seeded order, one forward for both sides, loss, backward, step;
-6. write ``OUT`` atomically: ``save_pretrained`` (safetensors) + tokenizer + manifest.json.
+6. write ``OUT`` atomically: ``save_pretrained`` (safetensors) + tokenizer + manifest.json;
+   the resumable checkpoints of ``OUT/checkpoints`` are deleted then (they only serve
+   ``--resume``), unless ``retain_checkpoints`` (then their place and size are printed).
 
 Frozen prefix: frozen parameters have ``requires_grad=False``, so when the embeddings and
 the lowest blocks are all frozen (``front+emb``, ``emb,1-3``) no autograd graph is built
@@ -38,20 +40,21 @@ from tqdm.auto import tqdm
 from core.arch import num_layers, parse_layers
 from core.config import to_dict
 from core.encoding import PIECE_TO_WORD
+from core.inputs import entries, select_pairs, selected_items
 from core.io import atomic_dir, atomic_write_json
 from core.layers import LAYER_DEFINITION
-from core.manifest import MANIFEST, base_weight_hash, data_file_entries, write_manifest
+from core.manifest import MANIFEST, base_weight_hash, write_manifest
+from core.names import name_from_manifest
 
 from .config import RealignConfig
 from .freeze import apply_freeze, trainable_parameters
 from .losses import realignment_loss
 from .optim import build_adam
-from .pairs import read_pairs
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
 # fields that may change between a run and its resumption (they do not change the result)
-RESUME_FREE = ("checkpoint_every", "keep_checkpoints")
+RESUME_FREE = ("checkpoint_every", "keep_checkpoints", "retain_checkpoints", "name")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -202,8 +205,9 @@ def realign(
     set_seed(config.seed)  # python, numpy, torch (and CUDA): dropout masks are reproducible
 
     # 1. data, model, tokenizer
-    records = read_pairs(config.pairs)
-    data_files = data_file_entries(config.pairs)
+    selected = select_pairs(config.pairs)  # PAIRS.jsonl@SELECTION (core.selection)
+    records = selected_items(selected)
+    data_files = entries(selected)
     if model is None:
         model = load_model(config.model)
     if tokenizer is None:
@@ -327,6 +331,8 @@ def realign(
             "pairs_seen": state["pairs_seen"],
             "resumed_from": str(ckpt) if ckpt is not None else None,
             "tokenizer_fingerprint": tok_hash,
+            # the realigned weights (a fine-tuning that starts here records the same hash)
+            "final_weight_hash": base_weight_hash(final),
             "unknown_linked_words": unk_fraction,
             "layer_definition": LAYER_DEFINITION,
             "piece_to_word": PIECE_TO_WORD,
@@ -339,12 +345,51 @@ def realign(
             "processes": world,
             "mixed_precision": config.mixed_precision,
         }
+        manifest["name"] = config.name or name_from_manifest(manifest)
+        manifest["checkpoints"] = checkpoints_after_run(out, config.retain_checkpoints)
         with atomic_dir(out) as tmp:
             final.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             write_manifest(tmp, manifest)
-            if (out / CHECKPOINTS).is_dir():  # keep the checkpoints (drift across training)
+            if config.retain_checkpoints and (out / CHECKPOINTS).is_dir():
                 os.replace(out / CHECKPOINTS, tmp / CHECKPOINTS)
+        # without --retain-checkpoints the old OUT (and its checkpoints) went with the rename
+        report_checkpoints(out, manifest["checkpoints"], "realign")
     accelerator.wait_for_everyone()
     return out
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def checkpoints_after_run(out: Path, retain: bool) -> dict:
+    """What happens to ``OUT/checkpoints`` once a run has finished (recorded in the manifest):
+    kept only with ``retain`` (they serve ``--resume`` alone, and each holds the model, the
+    optimizer's moments and RNG states), else deleted with the unfinished ``OUT``."""
+    root = Path(out) / CHECKPOINTS
+    found = sorted(p.name for p in root.glob("step_*")) if root.is_dir() else []
+    return {"kept": bool(retain and found), "steps": found, "bytes": _size(root) if found else 0,
+            "path": str(root) if retain and found else None}
+
+
+def report_checkpoints(out: Path, info: dict, command: str) -> None:
+    """One line on stderr: where the kept checkpoints are and how large, or what was deleted."""
+    if not info["steps"]:
+        return
+    n, size = len(info["steps"]), _human(info["bytes"])
+    if info["kept"]:
+        print(f"alignfreeze: {command}: kept {n} resumable checkpoint(s) in {info['path']} ({size}); they are not "
+              "needed to use the model: delete the folder when done", file=sys.stderr)
+    else:
+        print(f"alignfreeze: {command}: the run is finished: deleted its {n} resumable checkpoint(s) ({size}) "
+              f"from {Path(out) / CHECKPOINTS} (--retain-checkpoints keeps them)", file=sys.stderr)
 

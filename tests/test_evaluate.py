@@ -191,3 +191,24 @@ def test_xnli_code_path_on_a_local_stand_in(tiny_models, fixtures_dir, tmp_path,
     assert calls == [("en", "train"), ("fr", "test"), ("de", "test")]
     assert list(df["lang"]) == ["fr", "de"] and set(df["task"]) == {"xnli"}
     assert (df["n_words"] == 24).all() and df["value"].between(0, 1).all()
+
+
+def test_evaluate_reads_the_selection_and_records_it(tagger_dir, fixtures_dir, tmp_path, capsys):
+    en = fixtures_dir / "en_demo-ud-test.conllu"
+    sents = list(read_conllu(en))
+    df = evaluate(str(tagger_dir), [f"{en}@3:7", str(fixtures_dir / "fr_demo-ud-test.conllu")], max_sentences=4,
+                  progress=False)
+    assert list(df["selection"]) == ["3:7,first=4", "first=4"] and list(df["n_sentences"]) == [4, 4]
+    assert df["n_words"].iloc[0] == sum(len(s.words) for s in sents[2:6])
+    assert set(df["model"]) == {tagger_dir.name}  # no manifest: the folder's name
+    whole = evaluate(str(tagger_dir), [str(en)], progress=False)
+    assert list(whole["selection"]) == ["all"] and list(whole["n_sentences"]) == [len(sents)]
+    # the CLI: a selection past the end is one line naming the file, before any model loads
+    capsys.readouterr()
+    assert main(["evaluate", str(tagger_dir), "--treebank", f"{en}@1:{len(sents) + 1}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{en}: selection" in err[0] and f"has {len(sents)}" in err[0]
+    out = tmp_path / "sel.csv"
+    assert main(["evaluate", str(tagger_dir), "--treebank", f"{en}@sent_ids=demo-02,demo-05", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert pd.read_csv(out)["selection"].tolist() == ["sent_ids=demo-02,demo-05"]

@@ -52,8 +52,9 @@ def test_model_arguments_are_checked(tiny_models):
         named_models({"x": 3})
     with pytest.raises(ValueError, match="both be shown as 'a/pert'; give display names"):
         named_models(["a/pert", "a/pert"])
-    # two folders of the same name: the second keeps its path, as the CLI does
-    assert [m.name for m in named_models(["a/full", "b/full"], label=lambda s: s.split("/")[-1])] == ["full", "b/full"]
+    # two folders of the same name: refused, as the CLI refuses them (name them with a dict)
+    with pytest.raises(ValueError, match="both be shown as 'full'; give display names"):
+        named_models(["a/full", "b/full"], label=lambda s: s.split("/")[-1])
     with pytest.raises(ValueError, match="no model given"):
         named_models([])
     with pytest.raises(ValueError, match="display names must be non-empty strings"):

@@ -200,3 +200,27 @@ def test_finetune_cli_from_a_saved_base_model(tiny_models, fixtures_dir, tmp_pat
     assert tagger.config.id2label[0] == UPOS_TAGS[0] and tagger.config.num_labels == 17
     assert main(argv) == 2
     assert "already holds a finished run" in capsys.readouterr().err
+
+
+def test_training_sentences_follow_the_selection_and_the_manifest_names_the_run(tiny_models, fixtures_dir, tmp_path):
+    from core.manifest import write_manifest
+
+    base, tok = tiny_models("bert", "token-classification")
+    en = fixtures_dir / "en_demo-ud-test.conllu"
+    realigned = tmp_path / "runs" / "realigned"  # a realigned parent, by its manifest
+    realigned.mkdir(parents=True)
+    write_manifest(realigned, {"kind": "realign", "config": {"freeze": "front", "seed": 42}, "seed": 42})
+    cfg = FinetuneConfig(model=str(realigned), train=(f"{en}@split=0.5,seed=3,part=train",), out=str(tmp_path / "ft"),
+                         steps=1, batch_size=2, lr=1e-3)
+    finetune(cfg, model=copy.deepcopy(base), tokenizer=tok, progress=False)
+    m = json.loads((tmp_path / "ft" / "manifest.json").read_text())
+    (e,) = m["data_files"]
+    assert e["path"] == str(en) and e["selection"] == "split=0.5,seed=3,part=train" and e["sentences"] == 6
+    assert m["data"]["sentences"] == 6  # what trained is what was selected
+    assert m["parent"]["name"] == "front-s42" and m["name"] == "front-s42+upos"
+    named = FinetuneConfig(model="tiny", train=(f"{en}@1:3",), out=str(tmp_path / "ft2"), steps=1, batch_size=2,
+                           name="mine")
+    finetune(named, model=copy.deepcopy(base), tokenizer=tok, progress=False)
+    assert json.loads((tmp_path / "ft2" / "manifest.json").read_text())["name"] == "mine"
+    with pytest.raises(ValueError, match="name='a b'"):
+        FinetuneConfig(model="m", train=("x",), out="o", name="a b").validate()

@@ -59,6 +59,8 @@ def test_resume_after_a_kill_gives_the_same_adapter(tmp_path):
         train(c, *tiny_lm(), progress=False)
     out = train(c, *tiny_lm(), progress=False, resume=True)
     assert read_manifest(out)["resumed_from"].endswith("step_00000002")
+    # finished: the resumable checkpoints are deleted (the manifest says which), unless retained
+    assert not (out / "checkpoints").exists() and read_manifest(out)["checkpoints"]["steps"] == ["step_00000002", "step_00000004"]
     a, b = load_file(full / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
@@ -164,3 +166,14 @@ def test_gpu_settings_run_on_cpu_too(tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     w = load_file(out / "adapter_model.safetensors")
     assert all(v.dtype == torch.float32 for v in w.values())  # LoRA stays float32
+
+
+def test_retained_checkpoints_and_selected_data_are_recorded(tmp_path):
+    out = train(cfg(tmp_path, steps=3, checkpoint_every=2, retain_checkpoints=True, train=(f"{EN}@2:5",),
+                    parallel=(f"{EN}@sent_ids=demo-01,demo-03,demo-04", str(DE))), *tiny_lm(), progress=False)
+    man = read_manifest(out)
+    assert (out / "checkpoints" / "step_00000002").is_dir() and man["checkpoints"]["kept"] is True
+    task, src, tgt = man["data_files"]
+    assert task["path"] == str(EN) and task["selection"] == "2:5" and task["sentences"] == 4
+    assert src["selection"] == tgt["selection"] == "sent_ids=demo-01,demo-03,demo-04" and tgt["path"] == str(DE)
+    assert man["n_task_examples"] == 4 and man["n_sentence_pairs"] == 3

@@ -75,7 +75,10 @@ def test_manifest_and_saved_model(tiny_models, tmp_path, pairs_file):
     m = read_manifest(out)
     assert m["kind"] == "realign"
     assert m["base_model"] == {"name": "tiny", "weight_hash": expected_hash, "model_type": "bert"}
-    assert m["data_files"] == [{"path": str(pairs_file), "sha256": file_sha256(pairs_file)}]
+    n = sum(1 for line in pairs_file.read_text().splitlines() if line.strip())
+    assert m["data_files"] == [{"path": str(pairs_file), "sha256": file_sha256(pairs_file), "selection": "all",
+                                "sentences": n, "of": n}]
+    assert m["name"] == "emb,1-s7"  # strategy (the freeze spec) and seed: what tables and figures show
     assert m["pooling"] == "first" and m["seed"] == 7 and m["frozen_layers"] == [0, 1]
     assert m["config"]["freeze"] == "emb,1" and m["steps"] == 2
     assert set(m["final_losses"]) >= {"word_infonce@2", "total", "links"}
@@ -127,7 +130,59 @@ def test_resume_gives_the_same_weights(tiny_models, tmp_path, pairs_file):
         assert torch.equal(p, q), f"{n} differs after resume"
     m = read_manifest(out)
     assert m["resumed_from"].endswith("step_00000004") and m["pairs_seen"] == 6 * 4
-    assert (out / CHECKPOINTS / "step_00000004").is_dir()
+    # the run is finished: its resumable checkpoints are gone, and the manifest says so
+    assert not (out / CHECKPOINTS).exists()
+    assert m["checkpoints"]["kept"] is False and m["checkpoints"]["steps"] == ["step_00000002", "step_00000004"]
+
+
+def test_finished_run_deletes_its_checkpoints_unless_retained(tiny_models, tmp_path, pairs_file, capsys):
+    base, tok = tiny_models("bert")
+    kw = dict(steps=5, checkpoint_every=2, keep_checkpoints=5)
+    out = realign(_cfg(tmp_path / "a", pairs_file, **kw), copy.deepcopy(base), tok, progress=False)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("check")) == []
+    err = capsys.readouterr().err
+    assert "deleted its 2 resumable checkpoint(s)" in err and str(out / CHECKPOINTS) in err
+    kept = realign(_cfg(tmp_path / "b", pairs_file, retain_checkpoints=True, **kw), copy.deepcopy(base), tok,
+                   progress=False)
+    steps = sorted(p.name for p in (kept / CHECKPOINTS).iterdir())
+    assert steps == ["step_00000002", "step_00000004"]
+    m = read_manifest(kept)
+    size = sum(f.stat().st_size for f in (kept / CHECKPOINTS).rglob("*") if f.is_file())
+    assert m["checkpoints"] == {"kept": True, "steps": steps, "bytes": size, "path": str(kept / CHECKPOINTS)}
+    err = capsys.readouterr().err
+    assert f"kept 2 resumable checkpoint(s) in {kept / CHECKPOINTS}" in err and "KB" in err
+    # no checkpoints at all: nothing to say
+    realign(_cfg(tmp_path / "c", pairs_file), copy.deepcopy(base), tok, progress=False)
+    assert "checkpoint" not in capsys.readouterr().err
+
+
+def test_pairs_selection_is_what_trains_and_what_the_manifest_records(tiny_models, tmp_path, pairs_file):
+    from core.wordpairs import read_pairs
+    from realign import train as T
+
+    base, tok = tiny_models("bert")
+    seen = []
+    real = T.realignment_loss
+
+    def spy(model, tokenizer, batch, config, **kw):
+        seen.extend(r["id"] for r in batch)
+        return real(model, tokenizer, batch, config, **kw)
+
+    T.realignment_loss = spy
+    try:
+        out = realign(_cfg(tmp_path, pairs_file, pairs=(f"{pairs_file}@2:4",), steps=3, batch_size=3, name="mine"),
+                      copy.deepcopy(base), tok, progress=False)
+    finally:
+        T.realignment_loss = real
+    ids = [r["id"] for r in read_pairs(pairs_file)]
+    assert set(seen) == set(ids[1:4])
+    m = read_manifest(out)
+    (e,) = m["data_files"]
+    assert e["path"] == str(pairs_file) and e["selection"] == "2:4" and e["sentences"] == 3 and e["of"] == len(ids)
+    assert m["n_records"] == 3 and m["name"] == "mine"
+    with pytest.raises(ValueError, match=r"en-fr.jsonl: selection '2:400' asks for record 400"):
+        realign(_cfg(tmp_path / "x", pairs_file, pairs=(f"{pairs_file}@2:400",)), copy.deepcopy(base), tok,
+                progress=False)
 
 
 def test_resume_refuses_a_different_config_or_tokenizer(tiny_models, tmp_path, pairs_file):

@@ -21,9 +21,10 @@ def register(sub) -> None:
                     "Streams chunks of sentences (memory bounded by one chunk and d x d statistics). "
                     "A checkpoint whose manifest names another base (weight hash) is refused unless --force.",
     )
-    p.add_argument("--base", required=True, help="base (pretrained) model name or folder")
-    p.add_argument("--model", required=True, nargs="+", help="checkpoint folder(s) to compare")
-    p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s), glob(s) or UD folder(s)")
+    p.add_argument("--base", required=True, help="base (pretrained) model name or folder (NAME=FOLDER names it)")
+    p.add_argument("--model", required=True, nargs="+", help=MODELS_HELP)
+    p.add_argument("--name", nargs="+", default=None, help="display names of the --model checkpoints, in order")
+    p.add_argument("--treebank", required=True, nargs="+", help=TREEBANKS_HELP)
     _common(p)
     p.add_argument("--ci-groups", type=int, default=10,
                    help="random groups of sentences for the CKA jackknife intervals (0: no intervals; else at least 5); "
@@ -31,47 +32,54 @@ def register(sub) -> None:
     p.add_argument("--ci-level", type=float, default=0.95, help="coverage of the intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the random sentence groups")
     p.add_argument("--chunk-sentences", type=int, default=512, help="sentences per streamed chunk")
-    p.add_argument("--max-sentences", type=int, default=None, help="first N sentences per treebank")
+    p.add_argument("--max-sentences", type=int, default=None,
+                   help="at most the first N sentences per treebank (after its selection; recorded)")
     p.add_argument("--force", action="store_true", help="compare even when the manifest names another base")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_drift_cmd, preflight=check_drift)
+    p.set_defaults(func=run_drift_cmd, preflight=check_drift, named_models=True)
 
     p = sub.add_parser("cka", help="layer x layer linear CKA of one model or two -> tidy CSV",
                        description="Linear CKA (feature space) between every layer of A and every layer of "
                                    "B (A itself when B is absent) on the words of the treebank(s).")
-    p.add_argument("--model", required=True, action="append", help="model A; repeat for model B")
-    p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s)")
+    p.add_argument("--model", required=True, action="append",
+                   help="model A; repeat for model B (NAME=FOLDER names it; default: its manifest's name)")
+    p.add_argument("--treebank", required=True, nargs="+", help=TREEBANKS_HELP)
     _common(p)
     p.add_argument("--max-words", type=int, default=10000, help="use the words of the first sentences up to N")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_cka_cmd, preflight=check_cka)
+    p.set_defaults(func=run_cka_cmd, preflight=check_cka, named_models=True)
 
     p = sub.add_parser("align-eval", help="per-layer word and sentence retrieval on parallel data -> tidy CSV",
                        description="Sentence retrieval (mean-pooled, accuracy@1 both directions) on --src/--tgt "
                                    "(two CoNLL-U files joined on sent_id, or line-aligned text); word retrieval "
                                    "(weak/strong, cosine/CSLS, with and without mean-centring) on the links of "
                                    "--pairs (JSONL from `alignfreeze pairs`).")
-    p.add_argument("--model", required=True)
-    p.add_argument("--src", default=None, help="source side of parallel sentences")
+    p.add_argument("--model", required=True, help="model (NAME=FOLDER names it; default: its manifest's name)")
+    p.add_argument("--src", default=None, help="source side of parallel sentences (a selection of the pairs may "
+                                               "follow: en.conllu@501:1000, docs/data.md)")
     p.add_argument("--tgt", default=None, help="target side of parallel sentences")
-    p.add_argument("--pairs", default=None, help="pairs JSONL with word links")
+    p.add_argument("--pairs", default=None, help="pairs JSONL with word links (optionally with a selection)")
+    p.add_argument("--langs", nargs=2, default=None, metavar=("SRC", "TGT"),
+                   help="language codes of the src/tgt columns (default: from the data: file names, records)")
     _common(p)
     p.add_argument("--csls-k", type=int, default=10, help="CSLS neighbourhood (0: cosine only)")
-    p.add_argument("--max-words", type=int, default=5000, help="linked word pairs used at most")
-    p.add_argument("--limit", type=int, default=1000, help="sentence pairs used at most")
+    p.add_argument("--max-words", type=int, default=5000,
+                   help="linked word pairs used at most (only the sentences holding them are encoded)")
+    p.add_argument("--limit", type=int, default=1000, help="sentence pairs used at most (after the selection)")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_align_cmd, preflight=check_align)
+    p.set_defaults(func=run_align_cmd, preflight=check_align, named_models=True)
 
     p = sub.add_parser("attribution", help="per-layer captum attribution of a tagger's predictions -> tidy CSV",
                        description="LayerIntegratedGradients of each sentence's predicted-tag logits to every "
                                    "layer's output; mean share of |attribution| per layer and language.")
-    p.add_argument("--model", required=True, help="token-classification checkpoint")
-    p.add_argument("--treebank", required=True, nargs="+", help="CoNLL-U file(s); language from the file name")
+    p.add_argument("--model", required=True, help="token-classification checkpoint (NAME=FOLDER names it)")
+    p.add_argument("--treebank", required=True, nargs="+",
+                   help="CoNLL-U file(s), each with an optional selection; language from the file name")
     p.add_argument("--layers", default="all")
     p.add_argument("--steps", type=int, default=16, help="integration steps")
     p.add_argument("--max-sentences", type=int, default=50, help="sentences per language")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_attribution_cmd, preflight=check_attribution)
+    p.set_defaults(func=run_attribution_cmd, preflight=check_attribution, named_models=True)
 
     p = sub.add_parser("typology", help="per-language gains against URIEL distances (lang2vec) -> tidy CSV",
                        description="Reads a CSV with columns lang, gain; writes lang, gain, feature, distance "
@@ -126,6 +134,9 @@ def plot_outputs(args) -> list[Path]:
 # ------------------------------------------------------------------ checks before the work
 
 TREEBANK = "a CoNLL-U treebank"
+MODELS_HELP = ("checkpoint folder(s) to compare; NAME=FOLDER names one in the table (default: its manifest's "
+               "name, e.g. front-s42, else the folder's)")
+TREEBANKS_HELP = "CoNLL-U file(s), glob(s) or UD folder(s), each with an optional selection (fr.conllu@1:500)"
 
 
 def _csv_out(args) -> None:
@@ -137,6 +148,7 @@ def _csv_out(args) -> None:
 
 def check_drift(args) -> None:
     from alignfreeze.preflight import InputError, need_model, need_treebanks
+    from core.names import named_models
 
     _csv_out(args)
     if args.ci_groups < 0 or 0 < args.ci_groups < 5:  # analysis.drift.MIN_GROUPS (not imported here)
@@ -145,7 +157,8 @@ def check_drift(args) -> None:
     if not 0 < args.ci_level < 1:
         raise InputError(f"--ci-level {args.ci_level}: expected a coverage in (0, 1), e.g. 0.95")
     for m in [args.base, *args.model]:
-        need_model(m)
+        need_model(m, named=True)
+    named_models(args.model, args.name)  # two models under one name fail now
     need_treebanks(args.treebank, TREEBANK)
 
 
@@ -156,12 +169,12 @@ def check_cka(args) -> None:
     if len(args.model) > 2:
         raise InputError(f"--model given {len(args.model)} times: expected A, or A and B")
     for m in args.model:
-        need_model(m)
+        need_model(m, named=True)
     need_treebanks(args.treebank, TREEBANK)
 
 
 def check_align(args) -> None:
-    from alignfreeze.preflight import InputError, need_file, need_model
+    from alignfreeze.preflight import InputError, need_data, need_model
 
     _csv_out(args)
     if (args.src is None) != (args.tgt is None):
@@ -169,18 +182,16 @@ def check_align(args) -> None:
     if args.src is None and args.pairs is None:
         raise InputError("nothing to evaluate: give --src/--tgt (sentence retrieval) and/or --pairs (word retrieval)")
     for f in (args.src, args.tgt):
-        if f is not None:
-            need_file(f, "parallel sentences: CoNLL-U (joined on sent_id) or line-aligned text")
-    if args.pairs is not None:
-        need_file(args.pairs, "word pairs as JSONL (from `alignfreeze pairs`)")
-    need_model(args.model)
+        need_data(f, "parallel sentences: CoNLL-U (joined on sent_id) or line-aligned text")
+    need_data(args.pairs, "word pairs as JSONL (from `alignfreeze pairs`)")
+    need_model(args.model, named=True)
 
 
 def check_attribution(args) -> None:
     from alignfreeze.preflight import need_model, need_treebanks
 
     _csv_out(args)
-    need_model(args.model)
+    need_model(args.model, named=True)
     need_treebanks(args.treebank, TREEBANK)
 
 
@@ -223,35 +234,37 @@ def _write(df, out) -> None:
 
 
 def run_drift_cmd(args) -> int:
-    import itertools
 
     import pandas as pd
 
-    from analysis.drift import check_base, drift_rows, model_label
-    from core.conllu import read_conllu, treebank_lang
+    from analysis.drift import check_base, drift_rows
+    from core.conllu import treebank_lang
+    from core.inputs import select_treebanks
     from core.models import load
+    from core.names import named_models
 
-    files = _treebanks(args.treebank)
-    base, tok = load(args.base)
+    selected = select_treebanks(args.treebank, limit=args.max_sentences)  # FILE@SELECTION, docs/data.md
+    files = [sel.files[0] for sel in selected]
+    (base_name, base_path), = named_models([args.base])
+    models = named_models(args.model, args.name)  # display names: NAME=, --name, manifest, folder
+    if len({n for n, _ in models}) < len(models):
+        raise ValueError(f"--model: a checkpoint is given twice ({', '.join(args.model)}): give each once")
+    base, tok = load(base_path)
     base_ex = _extractor(base, tok, args)
-    exs = {}
-    for m in args.model:
+    exs, paths = {}, {}
+    for label, m in models:
         model, mtok = load(m)
         note = check_base(base, m, force=args.force)
-        print(f"{m}: {note}", file=sys.stderr)
-        label = model_label(m)
-        if label in exs:
-            label = m
-        exs[label] = _extractor(model, mtok, args)
+        print(f"{m} ({label}): {note}", file=sys.stderr)
+        exs[label], paths[label] = _extractor(model, mtok, args), m
     rows = []
-    for f in files:
+    for sel in selected:
+        f, sents = sel.files[0], sel.items
         lang = treebank_lang(f)
-        sents = list(itertools.islice(read_conllu(f), args.max_sentences))
-        if not sents:
-            raise ValueError(f"{f}: no sentences")
         for r in drift_rows(base_ex, exs, sents, lang, ci_groups=args.ci_groups, level=args.ci_level,
                             seed=args.seed, chunk_sentences=args.chunk_sentences):
-            rows.append({"base": model_label(args.base), **r, "treebank": str(f)})
+            rows.append({"base": base_name, **r, "model_path": paths[r["model"]], "treebank": str(f),
+                         "selection": sel.label, "n_sentences": len(sents)})
     df = pd.DataFrame(rows)
     _write(df, args.out)
     print(f"{args.out}: {len(df)} rows ({len(exs)} model(s), {len(files)} treebank(s), layers {list(base_ex.layers)})")
@@ -259,23 +272,24 @@ def run_drift_cmd(args) -> int:
 
 
 def run_cka_cmd(args) -> int:
-    from core.conllu import read_sentences
+    from core.inputs import select_treebanks
+    from core.names import named_models
 
-    files = _treebanks(args.treebank)
+    selected = select_treebanks(args.treebank)  # read first: a malformed file fails before the heavy imports
     sents, total = [], 0
-    for s in read_sentences(files):  # read first: a malformed file fails before the heavy imports
+    for s in (s for sel in selected for s in sel.items):
         if total + len(s) > args.max_words and sents:
             break
         sents.append(s)
         total += len(s)
+    models = named_models(args.model) if len(args.model) == 2 else [named_models(args.model)[0]]
     import pandas as pd
 
     from analysis.cka import layer_cka_matrix
-    from analysis.drift import model_label
     from core.models import load
 
     feats = []
-    for m in args.model:
+    for _, m in models:
         model, tok = load(m)
         wf = _extractor(model, tok, args).extract(sents)
         feats.append(wf)
@@ -285,35 +299,48 @@ def run_cka_cmd(args) -> int:
     fa = {lay: x[valid] for lay, x in feats[0].features.items()}
     fb = {lay: x[valid] for lay, x in feats[1].features.items()} if len(feats) == 2 else None
     rows = layer_cka_matrix(fa, fb)
-    names = [model_label(m) for m in args.model]
-    df = pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": int(valid.sum())}
-                       for r in rows])
+    names = [name for name, _ in models]
+    data = "; ".join(f"{sel.files[0]}@{sel.label}" if sel.label != "all" else sel.files[0] for sel in selected)
+    df = pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": int(valid.sum()),
+                        "n_sentences": len(sents), "data": data} for r in rows])
     _write(df, args.out)
     print(f"{args.out}: {len(df)} layer pairs on {int(valid.sum())} words")
     return 0
 
 
 def run_align_cmd(args) -> int:
-    from analysis.alignment import align_eval, read_pairs_jsonl
-    from core.conllu import treebank_lang
-    from core.parallel import read_parallel
+    from analysis.alignment import LinkedPair
+    from core.inputs import capped, select_pairs, select_parallel
+    from core.names import named_models, parallel_langs
+    from core.selection import parse_spec
+    from core.wordpairs import side
 
-    # read first: a malformed file fails before the heavy imports
-    sent_pairs = read_parallel(args.src, args.tgt, limit=args.limit) if args.src else None
-    linked = read_pairs_jsonl(args.pairs)[: args.limit] if args.pairs else None
+    # read first: a malformed file or a bad selection fails before the heavy imports
+    sent = select_parallel(args.src, args.tgt, limit=args.limit) if args.src else None
+    link = select_pairs(args.pairs)[0] if args.pairs else None
+    if link is not None:
+        link = capped(link, args.limit)  # --limit caps the linked pairs too (recorded)
+    (name, path), = named_models([args.model])
+    # the src/tgt columns: language codes from the data (file names, the records), never 'src'/'tgt'
+    if sent is not None:
+        langs = parallel_langs(parse_spec(args.src).path, parse_spec(args.tgt).path, given=args.langs)
+    else:
+        langs = parallel_langs(link.files[0], records=link.items, given=args.langs)
+    linked = None if link is None else [LinkedPair(r["id"], side(r, "src"), side(r, "tgt"),
+                                                   [(i, j) for i, j in r["links"]]) for r in link.items]
     import pandas as pd
 
-    from analysis.drift import model_label
+    from analysis.alignment import align_eval
     from core.models import load
 
-    model, tok = load(args.model)
-    rows = align_eval(_extractor(model, tok, args), sentence_pairs=sent_pairs, linked_pairs=linked,
+    model, tok = load(path)
+    rows = align_eval(_extractor(model, tok, args), sentence_pairs=sent.items if sent else None, linked_pairs=linked,
                       csls_k=args.csls_k, max_words=args.max_words)
-    src = treebank_lang(args.src) if args.src else "src"
-    tgt = treebank_lang(args.tgt) if args.tgt else "tgt"
-    df = pd.DataFrame([{"model": model_label(args.model), "src": src, "tgt": tgt, **r} for r in rows])
+    sel = {"sentence": sent.label if sent else None, "word": link.label if link else None}
+    df = pd.DataFrame([{"model": name, "src": langs[0], "tgt": langs[1], **r, "selection": sel[r["task"]]}
+                       for r in rows])
     cols = ["model", "src", "tgt", "layer", "task", "candidates", "score", "centred", "direction", "metric",
-            "value", "n"]
+            "value", "n", "selection"]
     _write(df[cols], args.out)
     print(f"{args.out}: {len(df)} rows")
     return 0
@@ -339,19 +366,26 @@ def run_plot_cmd(args) -> int:
 
 
 def run_attribution_cmd(args) -> int:
-    import itertools
-
-    from core.conllu import read_conllu, treebank_lang
+    from core.conllu import treebank_lang
+    from core.inputs import select_treebanks
+    from core.names import named_models
 
     by_lang: dict = {}
-    for f in _treebanks(args.treebank):  # read first: a malformed file fails before the heavy imports
-        by_lang.setdefault(treebank_lang(f), []).extend(itertools.islice(read_conllu(f), args.max_sentences))
+    selections: dict = {}
+    # read first: a malformed file or a bad selection fails before the heavy imports
+    for sel in select_treebanks(args.treebank, limit=args.max_sentences):
+        lang = treebank_lang(sel.files[0])
+        by_lang.setdefault(lang, []).extend(sel.items)
+        selections.setdefault(lang, []).append(sel.label)
+    (name, path), = named_models([args.model])
     from analysis.attribution import layer_attribution
     from core.models import load
 
-    model, tok = load(args.model, task="token-classification")
+    model, tok = load(path, task="token-classification")
     df = layer_attribution(model, tok, by_lang, layers=args.layers, n_steps=args.steps,
                            max_sentences=args.max_sentences)
+    df.insert(0, "model", name)
+    df["selection"] = df["lang"].map(lambda lang: "; ".join(selections[lang]))
     _write(df, args.out)
     print(f"{args.out}: {len(df)} rows ({len(by_lang)} language(s))")
     return 0

@@ -9,7 +9,9 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="inspect treebanks and parallel data")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     s = dsub.add_parser("stats", help="per file: sentences, words (MWT ranges and empty nodes excluded), UPOS")
-    s.add_argument("paths", nargs="+", metavar="FILE_OR_GLOB", help="CoNLL-U files, globs or UD folders")
+    s.add_argument("paths", nargs="+", metavar="FILE_OR_GLOB",
+                   help="CoNLL-U files, globs or UD folders, each with an optional selection (en.conllu@1:500): "
+                        "then the counts are those of the selected sentences, keyed FILE@SELECTION")
     s.add_argument("--json", action="store_true", help="print one JSON object {path: {...}}")
     s.set_defaults(func=run_stats, preflight=check_stats)
 
@@ -21,12 +23,20 @@ def check_stats(args) -> None:
 
 
 def run_stats(args) -> int:
-    from core.conllu import find_treebanks, treebank_stats
+    from collections import Counter
 
-    files = []
+    from core.conllu import TreebankStats, treebank_stats
+    from core.inputs import select_treebanks, treebank_files
+
+    result = {}
     for spec in args.paths:
-        files.extend(str(f) for f in find_treebanks(spec))
-    result = {f: treebank_stats(f).to_dict() for f in dict.fromkeys(files)}
+        if all(sel is None for _, sel in treebank_files([spec])):
+            result.update({str(f): None for f, _ in treebank_files([spec]) if str(f) not in result})
+            continue
+        for sel in select_treebanks([spec]):
+            upos = Counter(t for s in sel.items for t in s.upos)
+            result[sel.spec] = TreebankStats(len(sel.items), sum(upos.values()), dict(sorted(upos.items())))
+    result = {k: (v if v is not None else treebank_stats(k)).to_dict() for k, v in result.items()}
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
         return 0

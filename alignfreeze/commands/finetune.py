@@ -23,17 +23,23 @@ def register(sub) -> None:
     f.set_defaults(func=run_finetune, preflight=check_finetune, out_kind="folder")
 
     e = sub.add_parser("evaluate", help="zero-shot evaluation of a fine-tuned model (tidy CSV)")
-    e.add_argument("model", help="fine-tuned checkpoint folder (or a name)")
-    e.add_argument("--treebank", nargs="+", default=[], help="CoNLL-U files, globs or UD folders (one row each)")
+    e.add_argument("model", help="fine-tuned checkpoint folder (or a name); NAME=FOLDER names it in the table")
+    e.add_argument("--treebank", nargs="+", default=[],
+                   help="CoNLL-U files, globs or UD folders (one row each), each with an optional selection "
+                        "(fr_pud-ud-test.conllu@501:1000, docs/data.md)")
+    e.add_argument("--max-sentences", type=int, default=None,
+                   help="at most the first N sentences per file (after its selection; recorded)")
     e.add_argument("--tasks", nargs="+", default=["upos"], choices=("upos", "xnli"),
                    help="xnli needs the HuggingFace hub; skipped with a message when unreachable")
     e.add_argument("--xnli-langs", nargs="+", default=[], help="XNLI languages (default all 15)")
-    e.add_argument("--model-name", default=None, help="value of the model column (default: the folder)")
+    e.add_argument("--model-name", default=None, help="value of the model column (default: NAME of NAME=FOLDER, "
+                                                       "else the checkpoint's name from its manifest, e.g. "
+                                                       "front-s42+upos, else the folder's)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--max-length", type=int, default=None, help="tokens per window (default: model max)")
     e.add_argument("--out", default=None, help="CSV file for the rows (written atomically); default: print only")
     e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    e.set_defaults(func=run_evaluate, preflight=check_evaluate)
+    e.set_defaults(func=run_evaluate, preflight=check_evaluate, named_models=True)
 
     x = sub.add_parser("experiment", help="run an experiment grid from a YAML config (resumable)",
                        description="Per cell (model x aligner x strategy x seed): realign, fine-tune on the "
@@ -48,21 +54,24 @@ def register(sub) -> None:
 
 
 def check_finetune(args) -> None:
-    from alignfreeze.preflight import InputError, need_files, need_model, need_treebanks
+    from alignfreeze.preflight import InputError, need_data, need_model, need_treebanks
 
     need_model(args.model)
     if args.task == "upos":
         need_treebanks(args.train, "a CoNLL-U treebank to fine-tune on")
-    need_files(args.during_realign, PAIRS)
+    for f in args.during_realign or ():
+        need_data(f, PAIRS)
     if Path(args.model).expanduser().resolve() == Path(args.out).expanduser().resolve():
         raise InputError(f"{args.out}: --out is the model's own folder (--model); choose another --out")
 
 
 def check_evaluate(args) -> None:
-    from alignfreeze.preflight import need_model, need_treebanks
+    from alignfreeze.preflight import InputError, need_model, need_treebanks
 
-    need_model(args.model)
+    need_model(args.model, named=True)
     need_treebanks(args.treebank)
+    if args.max_sentences is not None and args.max_sentences < 1:
+        raise InputError(f"--max-sentences {args.max_sentences}: expected at least 1")
 
 
 def check_experiment_cmd(args) -> None:
@@ -96,13 +105,17 @@ def run_evaluate(args) -> int:
 
     if "upos" in args.tasks and not args.treebank:
         raise ValueError("evaluate: --treebank FILE ... is needed for the upos task")
-    df = evaluate(args.model, args.treebank, tasks=args.tasks, xnli_langs=args.xnli_langs,
-                  model_name=args.model_name, batch_size=args.batch_size, max_length=args.max_length,
-                  progress=args.progress)
+    from core.names import split_named
+
+    name, model = split_named(args.model)
+    df = evaluate(model, args.treebank, tasks=args.tasks, xnli_langs=args.xnli_langs,
+                  model_name=args.model_name or name, batch_size=args.batch_size, max_length=args.max_length,
+                  progress=args.progress, max_sentences=args.max_sentences)
     if args.out:
         atomic_write_text(args.out, df.to_csv(index=False))
     for row in df.itertuples():
-        print(f"{row.lang}\t{row.task}\t{row.metric}\t{row.value:.4f}\t{row.n_words}\t{row.file}")
+        print(f"{row.model}\t{row.lang}\t{row.task}\t{row.metric}\t{row.value:.4f}\t{row.n_words}\t{row.file}"
+              f"\t{row.selection}")
     return 0
 
 

@@ -23,16 +23,20 @@ def register(sub) -> None:
                         description="For every layer 0..L: sentences mean-pooled over non-pad tokens; accuracy@1 "
                                     "of retrieving the translation (src->tgt, tgt->src) and linear CKA between the "
                                     "two sides. Prints the layer that --layer auto would choose.")
-    p.add_argument("--model", required=True, help="decoder: prepared name, folder, hub name or adapter folder")
-    p.add_argument("--src", required=True, help="source side (CoNLL-U, text, or a TSV with both sides)")
+    p.add_argument("--model", required=True, help="decoder: prepared name, folder, hub name or adapter folder "
+                                                   "(NAME=FOLDER names it in the table)")
+    p.add_argument("--src", required=True, help="source side (CoNLL-U, text, or a TSV with both sides); a selection "
+                                                "of the pairs may follow (en.conllu@1:500, docs/data.md)")
     p.add_argument("--tgt", default=None, help="target side (omit for a TSV)")
+    p.add_argument("--langs", nargs=2, default=None, metavar=("SRC", "TGT"),
+                   help="language codes of the src/tgt columns (default: from the file names)")
     p.add_argument("--layers", default="all", help="layers to scan (default all, 0..L)")
-    p.add_argument("--limit", type=int, default=1000, help="sentence pairs used at most")
+    p.add_argument("--limit", type=int, default=1000, help="sentence pairs used at most (after the selection)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=256,
                    help="tokens per window (a longer sentence is split into windows at word boundaries, counted)")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_scan)
+    p.set_defaults(func=run_scan, named_models=True)
 
     p = msub.add_parser("train", help="task LoRA with the alignment loss on layer K (or --task none: alignment "
                                       "adapter alone)",
@@ -60,17 +64,20 @@ def register(sub) -> None:
     p.set_defaults(func=run_merge)
 
     p = msub.add_parser("eval", help="zero-shot task scores per language for base + adapter(s) -> tidy CSV")
-    p.add_argument("--model", required=True, help="the base decoder")
-    p.add_argument("--adapter", nargs="+", default=["none"], help="adapter folder(s); 'none' = the base alone")
+    p.add_argument("--model", required=True, help="the base decoder (NAME=FOLDER names it in the table)")
+    p.add_argument("--adapter", nargs="+", default=["none"],
+                   help="adapter folder(s), NAME=FOLDER to name one (default: its manifest's name, e.g. "
+                        "upos-K15-s42); 'none' = the base alone")
     p.add_argument("--task", required=True, choices=("upos", "massive"))
     p.add_argument("--data", required=True, nargs="+",
-                   help="upos: CoNLL-U files (language from the file name); massive: LOCALE:SPLIT (en-US:test)")
+                   help="upos: CoNLL-U files (language from the file name), each with an optional selection "
+                        "(de.conllu@1:200); massive: LOCALE:SPLIT (en-US:test)")
     p.add_argument("--limit", type=int, default=None, help="examples per file / locale")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=0, help="context in tokens (0 = the model's)")
     p.add_argument("--drop-long", action="store_true", help="drop (and count) prompts too long for the context")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=run_eval)
+    p.set_defaults(func=run_eval, named_models=True)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -104,10 +111,13 @@ def _write_csv(df, out) -> None:
     atomic_write_text(out, df.to_csv(index=False))
 
 
-def _lang(path) -> str:
-    from core.conllu import treebank_lang
+def _langs(src, tgt, given=None) -> tuple[str, str]:
+    """Language codes of a parallel input from its file names (:func:`core.names.parallel_langs`);
+    ``given`` (``--langs``) wins."""
+    from core.names import parallel_langs
+    from core.selection import parse_spec
 
-    return treebank_lang(path) if str(path).lower().endswith(".conllu") else "src"
+    return parallel_langs(parse_spec(src).path, parse_spec(tgt).path if tgt else None, given=given)
 
 
 def scan_table(model, tok, pairs, model_name: str, src_lang: str, tgt_lang: str, *, layers="all",
@@ -127,17 +137,20 @@ def scan_table(model, tok, pairs, model_name: str, src_lang: str, tgt_lang: str,
 def run_scan(args) -> int:
     from core.arch import num_layers
     from core.encoding import EncodingStats, report
+    from core.inputs import select_parallel
     from core.models import load
-    from core.parallel import read_parallel
+    from core.names import named_models
     from realign.midalign.layer_choice import choose_layer
 
-    _require_decoder_name(args.model)
-    pairs = read_parallel(args.src, args.tgt, limit=args.limit)
-    model, tok = load(args.model)
-    src_lang = _lang(args.src)
-    tgt_lang = _lang(args.tgt) if args.tgt else "tgt"
-    df, info = scan_table(model, tok, pairs, args.model, src_lang, tgt_lang, layers=args.layers,
+    (name, path), = named_models([args.model])
+    _require_decoder_name(path)
+    sel = select_parallel(args.src, args.tgt, limit=args.limit)
+    pairs = sel.items
+    src_lang, tgt_lang = _langs(args.src, args.tgt, args.langs)
+    model, tok = load(path)
+    df, info = scan_table(model, tok, pairs, name, src_lang, tgt_lang, layers=args.layers,
                           batch_size=args.batch_size, max_length=args.max_length)
+    df["selection"] = sel.label
     _write_csv(df, args.out)
     L = num_layers(model)
     msg = f"{args.out}: {len(df)} rows, layers {df['layer'].min()}..{df['layer'].max()} of 0..{L}, {len(pairs)} pairs"
@@ -161,9 +174,11 @@ def run_train(args) -> int:
 
     from core.arch import num_layers
     from core.config import from_args
+    from core.inputs import select_parallel
     from core.io import file_sha256
     from core.models import load
-    from core.parallel import read_parallel
+    from core.names import LanguageUnknown, default_name
+    from core.selection import parse_spec
     from realign.midalign.config import MidalignConfig
     from realign.midalign.data import parallel_sources
     from realign.midalign.layer_choice import choose_layer
@@ -180,9 +195,12 @@ def run_train(args) -> int:
         if (out / "manifest.json").is_file():
             raise ValueError(f"{out}: already holds a finished run (manifest.json); choose another --out")
         src, tgt = parallel_sources(cfg.parallel)
-        pairs = read_parallel(src, tgt, limit=args.scan_limit)
-        df, _ = scan_table(model, tok, pairs, cfg.model, _lang(src), _lang(tgt) if tgt else "tgt",
-                           max_length=cfg.align_max_length)
+        pairs = select_parallel(src, tgt, limit=args.scan_limit).items
+        try:
+            langs = _langs(src, tgt)
+        except LanguageUnknown:  # the scan only picks the layer: the files' own names stand for the languages
+            langs = tuple(Path(parse_spec(f).path).stem for f in (src, tgt or src))
+        df, _ = scan_table(model, tok, pairs, default_name(cfg.model), *langs, max_length=cfg.align_max_length)
         _write_csv(df, out / SCAN_FILE)
         L = num_layers(model)
         choice = choose_layer(df.to_dict("records"), L,
@@ -229,11 +247,14 @@ def run_eval(args) -> int:
 
     from core.adapters import load_adapter_model
     from core.models import load_model, load_tokenizer
+    from core.names import named_models
     from realign.midalign import tasks
     from realign.midalign.data import task_examples
     from realign.midalign.evaluate import evaluate_task
 
-    _require_decoder_name(args.model)
+    (base_name, base_path), = named_models([args.model])
+    adapters = named_models(args.adapter)  # 'none' is its own name
+    _require_decoder_name(base_path)
     by_lang: dict = {}
     try:
         for d in args.data:
@@ -243,15 +264,15 @@ def run_eval(args) -> int:
         print(f"alignfreeze: {e}", file=sys.stderr)
         return 0
     rows = []
-    for a in args.adapter:
-        tok = load_tokenizer(args.model)
+    for a_name, a in adapters:
+        tok = load_tokenizer(base_path)
         if a == "none":
-            model = load_model(args.model, task="causal-lm")
+            model = load_model(base_path, task="causal-lm")
         else:  # checks the adapter's base hash against --model
-            model = load_adapter_model(a, task="causal-lm", base=args.model)
+            model = load_adapter_model(a, task="causal-lm", base=base_path)
         for r in evaluate_task(model, tok, args.task, by_lang, batch_size=args.batch_size,
                                max_length=args.max_length or None, drop_long=args.drop_long):
-            rows.append({"model": args.model, "adapter": a, **r})
+            rows.append({"model": base_name, "adapter": a_name, **r, "adapter_path": a})
     df = pd.DataFrame(rows)
     _write_csv(df, args.out)
     prim = tasks.PRIMARY_METRIC[args.task]

@@ -15,15 +15,18 @@ def register(sub) -> None:
     from realign.config import RealignConfig
 
     p = sub.add_parser("pairs", help="extract word pairs from sentence-aligned text (JSONL)")
-    p.add_argument("--src", required=True, help="source side: CoNLL-U (joined on sent_id), plain text, or a TSV")
+    p.add_argument("--src", required=True, help="source side: CoNLL-U (joined on sent_id), plain text, or a TSV; "
+                                                 "a selection of the pairs may follow (en.conllu@1:500, docs/data.md)")
     p.add_argument("--tgt", default=None, help="target side (omit for a TSV source)")
+    p.add_argument("--langs", nargs=2, default=None, metavar=("SRC", "TGT"),
+                   help="language codes written into the records (default: from the file names, when they say)")
     p.add_argument("--aligner", required=True, choices=("dictionary", "eflomal", "similarity"))
     p.add_argument("--dictionary", default=None, help="MUSE-format bilingual dictionary (dictionary aligner)")
     p.add_argument("--model", default=None, help="model for the similarity aligner")
     p.add_argument("--layer", type=int, default=8, help="layer of the similarity aligner (0 = embeddings)")
     p.add_argument("--pooling", default="first", choices=("first", "mean", "last", "sum"))
     p.add_argument("--threshold", type=float, default=1e-3, help="softmax threshold of the similarity aligner")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N sentence pairs")
+    p.add_argument("--limit", type=int, default=None, help="use at most the first N sentence pairs (of the selection)")
     p.add_argument("--out", required=True, help="output JSONL (written atomically)")
     p.set_defaults(func=run_pairs, preflight=check_pairs)
 
@@ -38,12 +41,10 @@ def register(sub) -> None:
 
 
 def check_pairs(args) -> None:
-    from alignfreeze.preflight import InputError, need_file, need_model
+    from alignfreeze.preflight import InputError, need_data, need_file, need_model
 
-    if not str(args.src).startswith("hf:"):
-        need_file(args.src, PARALLEL)
-    if args.tgt is not None:
-        need_file(args.tgt, PARALLEL)
+    need_data(args.src, PARALLEL)
+    need_data(args.tgt, PARALLEL)
     if args.aligner == "similarity" and not args.model:
         raise InputError("--aligner similarity needs --model (and --layer)")
     if args.aligner == "dictionary" and not args.dictionary:
@@ -54,12 +55,13 @@ def check_pairs(args) -> None:
 
 
 def check_realign(args) -> None:
-    from alignfreeze.preflight import InputError, need_files, need_model
+    from alignfreeze.preflight import InputError, need_data, need_model
 
     if args.resume and args.overwrite:
         raise InputError("give --resume (continue the run in --out) or --overwrite (start afresh), not both")
     need_model(args.model)
-    need_files(args.pairs, PAIRS)
+    for f in args.pairs:
+        need_data(f, PAIRS)
     if Path(args.model).expanduser().resolve() == Path(args.out).expanduser().resolve():
         raise InputError(f"{args.out}: --out is the model's own folder (--model); choose another --out")
 
@@ -88,21 +90,34 @@ def _realign_interrupted(args, command: str) -> str:
 
 
 def run_pairs(args) -> int:
-    from core.parallel import read_parallel
+    import sys
+
+    from core.inputs import select_parallel
+    from core.names import LanguageUnknown, parallel_langs
+    from core.selection import parse_spec
+
+    sel = select_parallel(args.src, args.tgt, limit=args.limit)  # read first: bad input fails before torch
+    try:
+        langs = parallel_langs(parse_spec(args.src).path, parse_spec(args.tgt).path if args.tgt else None,
+                               given=args.langs)
+    except LanguageUnknown as e:
+        langs = None
+        print(f"alignfreeze: note: no language codes in the records ({e})", file=sys.stderr)
     from realign.pairs import extract_pairs, write_pairs
 
-    pairs = read_parallel(args.src, args.tgt, limit=args.limit)
     model = tok = None
     if args.aligner == "similarity":
         from core.models import load
 
         model, tok = load(args.model)
-    records, summary = extract_pairs(pairs, args.aligner, dictionary=args.dictionary, model=model, tokenizer=tok,
-                                     layer=args.layer, pooling=args.pooling, threshold=args.threshold)
+    records, summary = extract_pairs(sel.items, args.aligner, dictionary=args.dictionary, model=model, tokenizer=tok,
+                                     layer=args.layer, pooling=args.pooling, threshold=args.threshold, langs=langs)
     write_pairs(args.out, records)
-    print(f"{args.out}: {summary['pairs_kept']}/{summary['sentence_pairs']} sentence pairs kept, "
-          f"{summary['links']} links ({summary['links_per_sentence']:.2f} per sentence), coverage "
-          f"src {summary['src_coverage']:.1%} tgt {summary['tgt_coverage']:.1%}")
+    summary["selection"] = sel.label  # which sentence pairs were read (docs/data.md)
+    summary["langs"] = list(langs) if langs else None
+    print(f"{args.out}: {summary['pairs_kept']}/{summary['sentence_pairs']} sentence pairs kept "
+          f"(selection {sel.label}), {summary['links']} links ({summary['links_per_sentence']:.2f} per sentence), "
+          f"coverage src {summary['src_coverage']:.1%} tgt {summary['tgt_coverage']:.1%}")
     print(json.dumps(summary))
     return 0
 
@@ -120,5 +135,8 @@ def run_realign(args) -> int:
 
     m = read_manifest(out)
     losses = ", ".join(f"{k}={v:.4f}" for k, v in m["final_losses"].items())
-    print(f"{out}: {m['steps']} steps, frozen layers {m['frozen_layers']}, {m['wall_time_s']:.1f} s; final {losses}")
+    sel = ", ".join(f"{Path(e['path']).name} ({e['sentences']} records, selection {e['selection']})"
+                    for e in m["data_files"])
+    print(f"{out} ({m['name']}): {m['steps']} steps on {sel}, frozen layers {m['frozen_layers']}, "
+          f"{m['wall_time_s']:.1f} s; final {losses}")
     return 0

@@ -59,6 +59,8 @@ class MidalignConfig:
     max_grad_norm: float = _f(0.0, "clip the gradient norm (0 = no clipping, as the reference)")
     checkpoint_every: int = _f(0, "save a resumable checkpoint every N steps (0 = never)")
     keep_checkpoints: int = _f(2, "how many recent checkpoints to keep under OUT/checkpoints")
+    retain_checkpoints: bool = _f(False, "keep OUT/checkpoints once the run has finished (by default they are "
+                                         "deleted when the final adapter is written: they only serve --resume)")
 
     def validate(self) -> MidalignConfig:
         """Raise ``ValueError`` naming the first bad field; return self."""

@@ -43,7 +43,9 @@ def task_examples(task: str, sources: Sequence[str], *, limit: int | None = None
     out: list[tasks.TaggingExample] = []
     for s in sources:
         if task == "upos":
-            if not Path(s).is_file():
+            from core.selection import parse_spec
+
+            if not Path(parse_spec(s).path).is_file():
                 raise FileNotFoundError(f"{s}: no such CoNLL-U file")
             out.extend(tasks.upos_examples(s, limit=limit))
         elif task == "massive":

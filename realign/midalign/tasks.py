@@ -156,14 +156,17 @@ PRIMARY_METRIC = {"upos": "tag_accuracy", "massive": "f1"}
 
 # --------------------------------------------------------------------------- data
 def upos_examples(path, lang: str | None = None, limit: int | None = None) -> list[TaggingExample]:
-    """Sentences of a CoNLL-U file as ``upos`` examples (language from the file name)."""
-    import itertools
+    """Sentences of a CoNLL-U file (optionally ``FILE@SELECTION``, :mod:`core.selection`) as
+    ``upos`` examples (language from the file name); ``limit``: at most N after the selection."""
+    from core.conllu import treebank_lang
+    from core.inputs import select_treebanks
 
-    from core.conllu import read_conllu, treebank_lang
-
-    lang = lang or treebank_lang(path)
-    return [TaggingExample(tuple(s.forms), tuple(s.upos), lang, f"{path}:{s.line}")
-            for s in itertools.islice(read_conllu(path), limit)]
+    out = []
+    for sel in select_treebanks([path], limit=limit):
+        f = sel.files[0]
+        out.extend(TaggingExample(tuple(s.forms), tuple(s.upos), lang or treebank_lang(f), f"{f}:{s.line}")
+                   for s in sel.items)
+    return out
 
 
 _SPAN = re.compile(r"\[\s*([^\]:]+?)\s*:\s*([^\]]*?)\s*\]")

@@ -44,14 +44,16 @@ from core.arch import arch_of, num_layers
 from core.config import to_dict
 from core.encoding import PIECE_TO_WORD
 from core.io import atomic_dir, atomic_write_json
-from core.manifest import MANIFEST, base_weight_hash, data_file_entries, write_manifest
+from core.manifest import MANIFEST, base_weight_hash, write_manifest
 from core.sentences import window_size
 
 from ..train import (
     CHECKPOINTS,
     TRAINER_STATE,
     batch_indices,
+    checkpoints_after_run,
     latest_checkpoint,
+    report_checkpoints,
     tokenizer_fingerprint,
 )
 from . import data as D
@@ -65,7 +67,7 @@ SCAN_FILE = "scan.csv"
 ENCODING_COUNTS = ("windows", "windowed", "truncated_words")
 SENTENCE_POOLING = ("mean over each sentence's non-pad tokens across its windows, in float32 "
                     "(core.encoding.EncodedBatch.sentence_mean)")
-RESUME_FREE = ("checkpoint_every", "keep_checkpoints")
+RESUME_FREE = ("checkpoint_every", "keep_checkpoints", "retain_checkpoints")
 DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -77,10 +79,19 @@ def require_decoder(model, name: str = "model") -> None:
                          "decoder (causal LM: gpt2, llama, qwen2, mistral)")
 
 
-def _data_entries(config: MidalignConfig) -> list[dict]:
-    files = [p for p in (*config.train, *config.parallel) if Path(p).is_file()]
-    entries = data_file_entries(files)
-    entries += [{"dataset": s} for s in (*config.train, *config.parallel) if not Path(s).is_file()]
+def _data_entries(config: MidalignConfig, parallel=None) -> list[dict]:
+    """Task files (CoNLL-U, with their selection and the limit) and the parallel input as read
+    (``parallel``: its :class:`core.inputs.Selected`); MASSIVE locales as datasets."""
+    from core.inputs import select_treebanks
+
+    entries: list[dict] = []
+    for s in config.train:
+        if config.task == "upos":
+            entries += [e for sel in select_treebanks([s], limit=config.limit_train or None) for e in sel.entries()]
+        else:
+            entries.append({"dataset": s})
+    if parallel is not None:
+        entries += parallel.entries()
     return entries
 
 
@@ -223,11 +234,13 @@ def train(
         examples = D.task_examples(config.task, config.train, limit=config.limit_train or None)
         encoded, n_dropped = D.encode_examples(tokenizer, config.task, examples, max_len, drop_long=config.drop_long)
     pairs: list = []
+    parallel = None
     if align:
-        from core.parallel import read_parallel
+        from core.inputs import select_parallel
 
         src, tgt = D.parallel_sources(config.parallel)
-        pairs = read_parallel(src, tgt, limit=config.limit_parallel or None)
+        parallel = select_parallel(src, tgt, limit=config.limit_parallel or None)  # SRC@SELECTION (core.selection)
+        pairs = parallel.items
         if len(pairs) < 2:
             raise ValueError(f"{', '.join(config.parallel)}: {len(pairs)} sentence pair(s); InfoNCE needs >= 2")
     n_main = len(encoded) if encoded else len(pairs)
@@ -253,7 +266,7 @@ def train(
     scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=warm)
 
     tok_hash = tokenizer_fingerprint(tokenizer)
-    data_files = _data_entries(config)
+    data_files = _data_entries(config, parallel)
     identity = {"config": {k: v for k, v in to_dict(config).items() if k not in RESUME_FREE},
                 "data_files": data_files, "base_weight_hash": base_hash, "tokenizer": tok_hash,
                 "layer": K, "world": world}
@@ -380,13 +393,16 @@ def train(
             "processes": world,
             "mixed_precision": config.mixed_precision,
         }
+        manifest["checkpoints"] = checkpoints_after_run(out, config.retain_checkpoints)
         with atomic_dir(out) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_manifest(tmp, manifest)
-            for keep in (CHECKPOINTS, SCAN_FILE):  # checkpoints and the scan the layer came from stay
+            # the scan the layer came from stays; the resumable checkpoints only with retain_checkpoints
+            for keep in (CHECKPOINTS, SCAN_FILE) if config.retain_checkpoints else (SCAN_FILE,):
                 if (out / keep).exists():
                     os.replace(out / keep, tmp / keep)
+        report_checkpoints(out, manifest["checkpoints"], "midalign train")
     accelerator.wait_for_everyone()
     return out
 
