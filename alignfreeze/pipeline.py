@@ -34,6 +34,7 @@ from core.config import option
 ARMS = (("baseline", None), ("full", "none"), ("front", "front"), ("back", "back"))
 BASELINE = "baseline"
 PROBE_SEED = 0
+PROBE_MAX_ITER = 300  # L-BFGS iterations; 100 (alignfreeze probe's default) left e5-small's probes short of tol
 MANIFEST = "run.json"
 TABLES = ("drift", "cka", "probe", "probe_sentences", "forgetting", "retrieval")
 

@@ -98,14 +98,21 @@ def sentence_interval(num, den, n_boot: int, seed: int = 0) -> tuple[float, floa
 
 
 def probe_tables(name: str, cache: FeatureCache, train_sentences, eval_sentences: dict, files: dict, *,
-                 C: float = 1.0, seed: int = 0, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 C: float = 1.0, seed: int = 0, n_boot: int = 1000, max_iter: int = 300,
+                 notes: list | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(probe, per_sentence)`` of one model: UPOS probes trained on ``train_sentences``
     (English), scored on ``eval_sentences[lang]`` at every layer.
 
     ``probe`` rows: ``model, lang, task, layer, seed, metric, value, ci_low, ci_high, split,
     train_lang, n, n_sentences, file`` (accuracy as a proportion; the interval over
     sentences). ``per_sentence`` rows: ``model, lang, layer, sent_id, correct, words``.
+    A probe that does not converge in ``max_iter`` L-BFGS iterations is kept and its
+    warning appended to ``notes`` (when given), so the report can say so.
     """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     from probing.linear import MultiLayerLinearProbe
     from probing.tasks import check_vocabulary
 
@@ -118,7 +125,16 @@ def probe_tables(name: str, cache: FeatureCache, train_sentences, eval_sentences
         return [wf.features[lay][keep] for lay in cache.layers], labels[keep], sent_no[keep], int((~keep).sum())
 
     X, y, _, _ = labelled(train_sentences, "the probe-training treebank")
-    probe = MultiLayerLinearProbe(C, backend="torch", solver="lbfgs", max_iter=100, random_state=seed).fit(X, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        probe = MultiLayerLinearProbe(C, backend="torch", solver="lbfgs", max_iter=max_iter,
+                                      random_state=seed).fit(X, y)
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            if notes is not None:
+                notes.append(f"{name}: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     rows, per_sent = [], []
     for lang, sents in eval_sentences.items():
         Xe, ye, sent_no, lost = labelled(sents, files[lang])

@@ -6,6 +6,7 @@ it uses and the SHA-256 of its input files."""
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .pipeline import ARMS, BASELINE, MANIFEST, PROBE_SEED, TABLES, DemoConfig
+from .pipeline import ARMS, BASELINE, MANIFEST, PROBE_MAX_ITER, PROBE_SEED, TABLES, DemoConfig
 from .pipeline import _hashes as _file_hashes
 from .pipeline_data import Corpus
 from .pipeline_steps import StepCache, code_version, digest
@@ -39,6 +40,7 @@ class DemoRun:
         self.arm_keys: dict[str, str] = {}
         self.trained: dict = {}  # arm -> model realigned in this process (no reload needed)
         self._base_cache = None
+        self._retrieval = None
 
     # ------------------------------------------------------------------ data and model
     def describe_data(self) -> None:
@@ -79,8 +81,6 @@ class DemoRun:
     def pairs(self) -> None:
         """Word pairs per language: the realignment records and those of the measured
         sentences (for word retrieval), each with its summary."""
-        import json
-
         from core.io import atomic_write_json
         from core.parallel import ParallelDataError, read_parallel
         from realign.pairs import write_pairs
@@ -103,17 +103,19 @@ class DemoRun:
             def compute(lang=lang, spec=spec, files=files, summary_file=summary_file, folder=folder):
                 shutil.rmtree(folder, ignore_errors=True)
                 summary = {}
+                try:
+                    both = read_parallel(c.eval_files["en"], c.eval_files[lang])
+                except ParallelDataError as e:
+                    if spec["spec"] == "eval treebanks":
+                        raise
+                    both, summary["eval_note"] = [], f"no retrieval: the measured treebanks are not parallel ({e})"
                 if spec["spec"] == "eval treebanks":
-                    both = read_parallel(spec["src"], spec["tgt"])
                     train = [p for p in both if p.id in realign_ids]
                 else:
                     train = read_parallel(spec["src"], spec["tgt"], limit=self.cfg.max_pairs)
                 records, summary["realign"] = self._align(train, lang)
                 write_pairs(files["realign"], records)
-                try:
-                    measured = [p for p in read_parallel(c.eval_files["en"], c.eval_files[lang]) if p.id in eval_ids]
-                except ParallelDataError as e:
-                    measured, summary["eval_note"] = [], f"no retrieval: the measured treebanks are not parallel ({e})"
+                measured = [p for p in both if p.id in eval_ids]
                 if measured:
                     records, summary["eval"] = self._align(measured, lang)
                     write_pairs(files["eval"], records)
@@ -179,6 +181,12 @@ class DemoRun:
         return self._base_cache
 
     def retrieval_pairs(self) -> dict:
+        """``{lang: (parallel pairs, linked pairs)}`` of the measured half (read once)."""
+        if self._retrieval is None:
+            self._retrieval = self._read_retrieval_pairs()
+        return self._retrieval
+
+    def _read_retrieval_pairs(self) -> dict:
         from analysis.alignment import read_pairs_jsonl
         from core.parallel import read_parallel
 
@@ -197,6 +205,7 @@ class DemoRun:
             self.measure(arm)
 
     def measure(self, arm: str) -> None:
+        from core.io import atomic_write_json
         from core.models import load
 
         from .pipeline_measure import (
@@ -210,11 +219,11 @@ class DemoRun:
         c, cfg = self.corpus, self.cfg
         folder = self.out / "parts" / arm
         names = ["probe", "probe_sentences", "retrieval", "cka"] + ([] if arm == BASELINE else ["drift"])
-        outputs = [folder / f"{n}.csv" for n in names]
+        outputs = [folder / f"{n}.csv" for n in names] + [folder / "notes.json"]
         key = {**self.common, "model": self.base_hash if arm == BASELINE else self.arm_keys[arm],
                "data": self.data_hashes, "eval_ids": digest(c.eval_ids), "train": len(c.train_sentences),
                "pairs": _hashes(f for d in self.pair_files.values() for f in [d["eval"]] if f is not None),
-               "settings": {"pooling": "first", "probe": {"C": 1.0, "solver": "lbfgs", "max_iter": 100,
+               "settings": {"pooling": "first", "probe": {"C": 1.0, "solver": "lbfgs", "max_iter": PROBE_MAX_ITER,
                                                           "seed": PROBE_SEED},
                             "n_boot": cfg.n_boot, "csls_k": 10, "level": 0.95}}
 
@@ -229,8 +238,12 @@ class DemoRun:
                 self.say("measure", f"word features of {arm} ({len(self._sentences())} sentences)")
                 cache = FeatureCache(model, self.tok, self._sentences(), progress=cfg.progress)
             t0 = time.perf_counter()
+            notes: list[str] = []
             probe, per_sent = probe_tables(arm, cache, c.train_sentences, c.eval_sentences, c.eval_files,
-                                           seed=PROBE_SEED, n_boot=cfg.n_boot)
+                                           seed=PROBE_SEED, n_boot=cfg.n_boot, max_iter=PROBE_MAX_ITER, notes=notes)
+            for note in notes:
+                self.say("measure", f"note: {note}")
+            atomic_write_json(folder / "notes.json", notes)
             _write(folder / "probe.csv", probe)
             _write(folder / "probe_sentences.csv", per_sent)
             _write(folder / "retrieval.csv", retrieval_table(arm, cache, self.retrieval_pairs()))
@@ -256,6 +269,8 @@ class DemoRun:
             parts = [self.out / "parts" / arm / f"{name}.csv" for arm, _ in ARMS]
             frames[name] = pd.concat([pd.read_csv(p) for p in parts if p.is_file()], ignore_index=True)
         frames["forgetting"] = paired_change(frames["probe_sentences"], BASELINE, n_boot=self.cfg.n_boot)
+        self.notes = [n for arm, _ in ARMS if (self.out / "parts" / arm / "notes.json").is_file()
+                      for n in json.loads((self.out / "parts" / arm / "notes.json").read_text(encoding="utf-8"))]
         paths = {}
         for name, df in frames.items():
             paths[name] = self.out / f"{name}.csv"
@@ -303,9 +318,11 @@ class DemoRun:
             "seeds": {"realignment": self.cfg.seed, "probe": PROBE_SEED, "bootstrap": 0,
                       "note": "one realignment seed: intervals are over sentences, not over seeds"},
             "measures": {"pooling": "first", "layers": f"0..{self.n_layers} (0 = embeddings)",
-                         "probe": "MultiLayerLinearProbe C=1 L-BFGS 100 iterations, standardised, trained on English",
+                         "probe": f"MultiLayerLinearProbe C=1, L-BFGS up to {PROBE_MAX_ITER} iterations, "
+                                  "standardised features, trained on English",
                          "intervals": f"{self.cfg.n_boot} bootstrap resamples of sentences, 95% percentile",
                          "retrieval": "align-eval: sentence retrieval and word retrieval (cosine and CSLS k=10)"},
+            "notes": self.notes,
             "steps": self.steps.log,
             "wall_time_s": round(wall, 2), "cpu_time_s": round(cpu, 2), "torch_threads": torch.get_num_threads(),
             "environment": environment(),

@@ -213,6 +213,9 @@ def demo_document(folder: Path, progress: bool = False, formats=None) -> tuple[D
                   numeric=range(len(arms) + 1),
                   caption=f"UPOS probe accuracy (%), mean over {zs['lang'].nunique()} zero-shot languages "
                           "(per language with intervals: probe.csv).")
+    if run.get("notes"):
+        doc.h(1, "Notes")
+        doc.ul(run["notes"])
     _configuration(doc, run, folder)
     return doc, figs
 
