@@ -183,12 +183,12 @@ def _run(cfg: DemoConfig) -> dict:
     from alignfreeze.pipeline_run import DemoRun
 
     t0, c0 = time.perf_counter(), time.process_time()
+    corpus = pipeline_data.resolve(cfg)  # bad options and files fail before anything is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     print("alignfreeze demo: plan")
     for i, line in enumerate(PLAN, 1):
         print(f"  {i}. {line}")
-    corpus = pipeline_data.resolve(cfg)
     run = DemoRun(cfg, corpus, out, _say)
     run.describe_data()
     name, base, tok = choose_model(cfg, corpus.texts())

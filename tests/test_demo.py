@@ -132,6 +132,24 @@ def test_rerun_reuses_every_step_and_changes_rerun_what_depends_on_them(quick_ru
     assert "UPOS" not in table.read_text()
 
 
+def test_out_policy_a_demo_folder_is_continued_anything_else_refused(quick_run, tmp_path, capsys):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    assert main(["demo", "--quick", "--out", str(other)]) == 2
+    assert "exists already (an earlier run?); pass --overwrite to replace it" in capsys.readouterr().err
+    assert [f.name for f in other.iterdir()] == ["mine.txt"]
+    # --overwrite starts afresh: nothing is reused, and the old folder is gone once the run completes
+    src, _ = quick_run
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    (out / "stale.txt").write_text("from before")
+    assert main(["demo", "--quick", "--no-progress", "--out", str(out), "--overwrite"]) == 0
+    log = capsys.readouterr().out
+    assert "reused" not in log and "[measure] back:" in log
+    assert not (out / "stale.txt").exists() and not list(tmp_path.glob(".run.*"))
+
+
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert main(["demo", "--quick", "--langs", "fr", "xx", "--out", str(tmp_path / "a")]) == 2
     assert "--langs xx: the embedded corpus has fr, de, ru, ar, hi, zh" in capsys.readouterr().err

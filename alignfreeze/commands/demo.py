@@ -38,8 +38,8 @@ def check_demo(args) -> None:
 
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()) and not _is_demo_folder(out) and not args.overwrite:
-        raise InputError(f"{out}: exists and is not a demo run (no run.json, no steps/); pass --overwrite to "
-                         "replace it, or choose another --out")
+        raise InputError(f"{out}: exists already (an earlier run?); pass --overwrite to replace it, or choose "
+                         "another --out (it is not a demo run folder, whose finished steps a re-run would reuse)")
     try:
         from_args(DemoConfig, args).check()
     except ValueError as e:
@@ -62,13 +62,29 @@ def check_demo(args) -> None:
 
 
 def _interrupted(args, command: str) -> str:
-    return (f"the finished steps are kept in {args.out} (each step is written when complete); rerun to continue, "
-            f"they are reused: {command.replace(' --overwrite', '')}")
+    out = Path(args.out)
+    if args.overwrite:
+        return f"{out} is as it was before this run (--overwrite replaces it only when the run completes); rerun: " \
+               f"{command}"
+    if _is_demo_folder(out):
+        return f"the steps that finished are kept in {out} and a re-run reuses them; rerun: {command}"
+    return f"nothing was written to {out}; rerun: {command}"
 
 
 def run(args) -> int:
+    import shutil
+
     from alignfreeze.pipeline import DemoConfig, run_demo
     from core.config import from_args
 
-    run_demo(from_args(DemoConfig, args))
+    out = Path(args.out)
+    existed = out.exists()
+    try:
+        run_demo(from_args(DemoConfig, args))
+    except BaseException:
+        # a run that stops before any step finished leaves no folder behind; finished steps
+        # (steps/) stay, so that a re-run continues from them
+        if not existed and out.is_dir() and not (out / "steps").is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return 0
