@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from core.features import WordFeatureExtractor, WordFeatures
 from core.pieces import Surface, surface, surface_text
 
 LEVEL = 0.95
@@ -45,6 +44,8 @@ class FeatureCache:
 
     def __init__(self, model, tokenizer, sentences: Sequence, *, pooling: str = "first", batch_size: int = 32,
                  progress: bool = False):
+        from core.features import WordFeatureExtractor  # torch: imported when features are made
+
         ex = WordFeatureExtractor(model, tokenizer, layers="all", pooling=pooling, batch_size=batch_size,
                                   progress=progress)
         self.model, self.tokenizer, self.layers, self.pooling = model, tokenizer, ex.layers, pooling
@@ -64,7 +65,10 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._index)
 
-    def extract(self, sentences) -> WordFeatures:
+    def extract(self, sentences):
+        """:class:`core.features.WordFeatures` of ``sentences`` (each must be in the cache)."""
+        from core.features import WordFeatures
+
         rows, offsets = [], [0]
         for s in sentences:
             sf = surface(s)

@@ -79,6 +79,8 @@ def demo_figures(folder: Path, t: dict, progress: bool = False, formats=None) ->
     """Draw the demo's figures into ``folder/figures``; returns ``{name: png}``."""
     from tqdm.auto import tqdm
 
+    from core.io import atomic_dir
+
     fig_dir = folder / "figures"
     jobs = {
         "drift": ("drift", t["drift"], {"metric": "cka", "panels": "model", "order": _arms(t["drift"])}),
@@ -92,8 +94,10 @@ def demo_figures(folder: Path, t: dict, progress: bool = False, formats=None) ->
             sub = r[r["task"] == task]
             jobs[f"retrieval_{task}"] = ("retrieval", sub, {"order": _arms(sub)})
     out = {}
-    for name, (kind, table, kw) in tqdm(jobs.items(), desc="figures", unit="fig", disable=not progress):
-        out[name] = _figure(kind, table, fig_dir / name, formats, **kw)
+    # all figures or none: drawn into a temporary folder that replaces figures/ when complete
+    with atomic_dir(fig_dir) as tmp:
+        for name, (kind, table, kw) in tqdm(jobs.items(), desc="figures", unit="fig", disable=not progress):
+            out[name] = fig_dir / _figure(kind, table, Path(tmp) / name, formats, **kw).name
     return out
 
 

@@ -182,7 +182,10 @@ def grid_document(folder: Path, formats=None) -> tuple[Document, dict]:
     else:
         doc.p("The grid wrote no table.md.")
     doc.h(1, "Figure")
-    png = grid_figure(summary, folder / "figures" / "accuracy", formats)
+    from core.io import atomic_dir
+
+    with atomic_dir(folder / "figures") as tmp:  # all or nothing, as the demo's figures
+        png = folder / "figures" / grid_figure(summary, Path(tmp) / "accuracy", formats).name
     doc.figure(png, "Zero-shot accuracy (%) per language (rows) and strategy (columns), mean over seeds with "
                     "± std where there are two seeds or more. Also as figures/accuracy.svg, .pdf and .csv.")
     doc.h(1, "Configuration and manifests")
