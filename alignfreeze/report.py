@@ -174,8 +174,8 @@ def demo_document(folder: Path, progress: bool = False, formats=None) -> tuple[D
     if len(vs_full):
         doc.ul(comparison_reading(vs_full, L))
     doc.h(2, "Retrieval")
-    doc.ul(retrieval_reading(t["retrieval"]) or ["No retrieval was measured (the measured treebanks are not "
-                                                 "parallel)."])
+    lines = retrieval_reading(t["retrieval"]) + retrieval_reading(t["retrieval"], task="word")
+    doc.ul(lines or ["No retrieval was measured (the measured treebanks are not parallel)."])
 
     doc.h(1, "The paper-style table")
     header, rows = paper_table(t["probe"], t["forgetting"], vs_full, L)

@@ -11,7 +11,9 @@ their intervals support:
   0), and how many (language, layer) cells cannot be told apart (the interval includes 0);
 - :func:`retrieval_reading`: per arm, sentence retrieval at its best layer and, per
   language, whether the change against the baseline at that layer is outside both Wilson
-  intervals (or the intervals overlap, so nothing can be concluded);
+  intervals (or the intervals overlap, so nothing can be concluded); the intervals treat the
+  queries as independent trials, which words of one sentence are not: read them as a lower
+  bound of the uncertainty;
 - :func:`comparison_reading`: front and back against full on the same words (the paper's
   question: does freezing rescue what full realignment lost?).
 
@@ -118,9 +120,10 @@ def drift_reading(drift: pd.DataFrame, arms=None) -> list[str]:
         else:
             text += (f"; its interval is clear of the next layer's in {separated} of them, elsewhere the top two "
                      "cannot be told apart.")
+        # halves as the freeze specs cut them: the embeddings and blocks 1..L/2, blocks L/2+1..L
         layers = sorted(int(x) for x in mean.index)
-        half = layers[len(layers) // 2]
-        lower, upper = mean[[x for x in layers if x < half]], mean[[x for x in layers if x >= half]]
+        half = max(layers) // 2
+        lower, upper = mean[[x for x in layers if x <= half]], mean[[x for x in layers if x > half]]
         if len(lower) and len(upper):
             where = "lower" if lower.mean() > upper.mean() else "upper"
             text += (f" The {where} layers moved more on average (1 - CKA {lower.mean():.4f} for "
@@ -191,28 +194,38 @@ def comparison_reading(change: pd.DataFrame, layer: int) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- retrieval
-def sentence_retrieval(retrieval: pd.DataFrame) -> pd.DataFrame:
-    """Sentence retrieval accuracy per (model, tgt, layer), mean of both directions, with
-    ``n`` = queries in both directions."""
-    s = retrieval[(retrieval["task"] == "sentence")]
+RETRIEVAL_TEXT = {"sentence": "sentence retrieval (English to and from each language, mean of both directions)",
+                  "word": "word retrieval (strong candidates, cosine, mean of both directions)"}
+
+
+def retrieval_means(retrieval: pd.DataFrame, task: str = "sentence") -> pd.DataFrame:
+    """Accuracy per (model, tgt, layer), mean of both directions, with ``n`` = the queries of
+    ONE direction (the other direction asks about the same items, so it adds no independent
+    trials); word retrieval in one setting: strong candidates, cosine, not centred."""
+    s = retrieval[retrieval["task"] == task]
+    if task == "word":
+        s = s[(s["candidates"] == "strong") & (s["score"] == "cosine") & (s["centred"].astype(str) == "False")]
     return (s.groupby(["model", "tgt", "layer"], sort=False)
-            .agg(value=("value", "mean"), n=("n", "sum")).reset_index())
+            .agg(value=("value", "mean"), n=("n", "max")).reset_index())
 
 
-def retrieval_reading(retrieval: pd.DataFrame, baseline: str = "baseline") -> list[str]:
-    """Sentences about sentence retrieval by layer: each arm's best layer and, per language,
-    whether its change against the baseline there is outside both Wilson intervals."""
-    if retrieval is None or retrieval.empty or not (retrieval["task"] == "sentence").any():
+def retrieval_reading(retrieval: pd.DataFrame, baseline: str = "baseline", task: str = "sentence") -> list[str]:
+    """Sentences about retrieval by layer (``task`` sentence or word): each arm's best layer
+    and, per language, whether its change against the baseline there is outside both Wilson
+    intervals."""
+    if retrieval is None or retrieval.empty:
         return []
-    s = sentence_retrieval(retrieval)
+    s = retrieval_means(retrieval, task)
+    if s.empty:
+        return []
     mean = s.groupby(["model", "layer"], sort=False)["value"].mean()
     out = []
     base = s[s["model"] == baseline].set_index(["tgt", "layer"])
     for arm in dict.fromkeys(s["model"]):
         by_layer = mean[arm]
         best = int(by_layer.idxmax())
-        text = (f"**{arm}**: sentence retrieval (English to and from each language, mean of both directions) is "
-                f"best at layer {best} ({pct(by_layer[best])} averaged over languages)")
+        text = (f"**{arm}**: {RETRIEVAL_TEXT[task]} is best at layer {best} ({pct(by_layer[best])} averaged over "
+                "languages)")
         if arm != baseline and len(base):
             up, down, same = [], [], []
             for _, r in s[(s["model"] == arm) & (s["layer"] == best)].iterrows():

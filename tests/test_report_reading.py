@@ -129,6 +129,23 @@ def test_retrieval_reading_separates_real_changes_from_overlapping_intervals():
                     "concluded there.")
 
 
+def test_word_retrieval_reading_reads_one_setting():
+    rows = []
+    for model, strong in (("baseline", 0.40), ("full", 0.80)):
+        for cand, score, centred, v in (("strong", "cosine", False, strong), ("weak", "cosine", False, 0.99),
+                                        ("strong", "csls", False, 0.99), ("strong", "cosine", True, 0.99)):
+            for direction in ("src->tgt", "tgt->src"):
+                rows.append({"model": model, "src": "en", "tgt": "ar", "layer": 6, "task": "word", "candidates": cand,
+                             "score": score, "centred": centred, "direction": direction, "metric": "accuracy@1",
+                             "value": v, "n": 150})
+    t = pd.DataFrame(rows)
+    assert retrieval_reading(t) == []  # no sentence retrieval in the table
+    base, full = retrieval_reading(t, task="word")
+    assert base.startswith("**baseline**: word retrieval (strong candidates, cosine, mean of both directions) is "
+                           "best at layer 6 (40.0% averaged over languages)")
+    assert full.endswith("against 40.0% for baseline at that layer: higher beyond the intervals in ar.")
+
+
 def test_paper_table_marks_and_bold():
     probe = pd.DataFrame([{"model": m, "lang": lang, "layer": 2, "value": v, "ci_low": v - 0.02,
                            "ci_high": v + 0.02} for m, lang, v in
