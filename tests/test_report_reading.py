@@ -76,11 +76,12 @@ def _change(arm: str, cells, baseline: str = "baseline") -> pd.DataFrame:
 def test_probe_reading_reports_losses_and_gains_only_where_the_interval_excludes_zero():
     t = _change("full", [("ar", 2, -0.05, -0.08, -0.02), ("ar", 1, -0.01, -0.03, 0.01),
                          ("zh", 1, 0.03, 0.01, 0.05), ("zh", 2, 0.02, -0.001, 0.04),
+                         ("fr", 2, -0.02, -0.045, 0.002),  # just reaches 0: nothing can be concluded
                          ("en", 2, -0.2, -0.3, -0.1)])  # English is not zero-shot: left out
     assert probe_reading(t) == [
         "**full** lost accuracy against baseline in 1 cell (ar), most in ar at layer 2 (-5.0 points, 95% interval "
         "-8.0 to -2.0); gained in 1 cell (zh), most in zh at layer 1 (+3.0 points, 95% interval +1.0 to +5.0). "
-        "In 2 of 4 (language, layer) cells the interval of the change includes 0: nothing can be concluded there."]
+        "In 3 of 5 (language, layer) cells the interval of the change includes 0: nothing can be concluded there."]
 
 
 def test_probe_reading_with_nothing_measurable():
