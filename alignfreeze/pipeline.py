@@ -70,6 +70,8 @@ class DemoConfig:
     aligner: str = option("dictionary", "word aligner: dictionary | eflomal | similarity")
     max_sentences: int = option(0, "use the first N parallel sentences of the measured treebanks (0 = all)")
     max_pairs: int = option(5000, "at most N sentence pairs per language from --pairs")
+    max_train: int = option(2000, "the probes train on at most the first N sentences of the English treebank "
+                                  "(every layer of every word is held in memory, float32)")
     realign_share: float = option(0.5, "share of the measured treebanks' sentences that realign when the pairs "
                                        "come from them; only the others are measured")
     steps: int = option(0, "realignment steps per arm (0 = one pass over the pairs; 4 with --quick)")
@@ -90,6 +92,8 @@ class DemoConfig:
     def check(self) -> None:
         if self.aligner not in ("dictionary", "eflomal", "similarity"):
             raise ValueError(f"--aligner {self.aligner!r}: expected dictionary, eflomal or similarity")
+        if self.max_train < 1:
+            raise ValueError(f"--max-train must be >= 1, not {self.max_train}")
         for name in ("steps", "max_sentences", "max_pairs", "n_boot"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(self, name)}")

@@ -165,7 +165,7 @@ def resolve(cfg) -> Corpus:
         raise ValueError(f"--pairs {unknown[0]}=...: {unknown[0]!r} is not among --langs ({' '.join(langs)})")
 
     n_par = QUICK["sentences"] if cfg.quick else (cfg.max_sentences or None)
-    n_train = QUICK["train"] if cfg.quick else None
+    n_train = QUICK["train"] if cfg.quick else cfg.max_train
     sents = {lang: list(read_conllu(f)) for lang, f in files.items()}
     train_sents = list(read_conllu(train))[:n_train]
 

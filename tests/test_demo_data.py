@@ -29,8 +29,9 @@ def test_quick_and_max_sentences_take_the_first_parallel_sentences():
     assert c.realign_ids == [f"demo-{i:02d}" for i in range(1, 9)]
     assert [s.sent_id for s in c.eval_sentences["zh"]] == [f"demo-{i:02d}" for i in range(9, 17)]
     assert len(c.train_sentences) == 24
-    c = resolve(DemoConfig(max_sentences=20, realign_share=0.25, langs=("ar",)))
+    c = resolve(DemoConfig(max_sentences=20, realign_share=0.25, langs=("ar",), max_train=40))
     assert len(c.realign_ids) == 5 and len(c.eval_sentences["ar"]) == 15
+    assert [s.sent_id for s in c.train_sentences] == [f"train-{i:03d}" for i in range(1, 41)]
 
 
 def test_explicit_pairs_measure_every_sentence(tmp_path):
