@@ -31,7 +31,7 @@ import threading
 # one module per area, so that parallel work on the CLI never touches the same file; each
 # module's register() must stay light (no torch/transformers at import: tests check it)
 COMMAND_MODULES = ("data", "features", "models", "realign", "finetune", "probe", "analysis", "demo", "midalign",
-                   "revert")
+                   "revert", "report")
 # argument names that take a model: these commands get --offline
 MODEL_DESTS = ("model", "base")
 # exceptions that are bad input (a message), not bugs (a traceback); the names are matched

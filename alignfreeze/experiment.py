@@ -580,6 +580,17 @@ def write_outputs(exp: Experiment):
     return results, summary
 
 
+def _record_config(exp: Experiment) -> None:
+    """``OUT/experiment.json``: the YAML as run and the environment (read by ``alignfreeze report``)."""
+    import time
+
+    from core.io import atomic_write_json, environment
+
+    atomic_write_json(exp.out / "experiment.json", {
+        "name": exp.name, "config_file": str(exp.path), "config_yaml": exp.path.read_text(encoding="utf-8"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "environment": environment()})
+
+
 def run_experiment(config: str | Path | Experiment, *, progress: bool = False, dry_run: bool = False) -> ExperimentReport:
     """Run every unfinished cell of the grid; finished cells (``results.csv``) are skipped,
     failures are recorded in ``OUT/failures.json`` and the others go on."""
@@ -591,6 +602,8 @@ def run_experiment(config: str | Path | Experiment, *, progress: bool = False, d
     exp = config if isinstance(config, Experiment) else load_experiment(config)
     cells = exp.cells()
     exp.out.mkdir(parents=True, exist_ok=True)
+    if not dry_run:
+        _record_config(exp)
     fail_file = exp.out / "failures.json"
     failures: dict[str, Any] = json.loads(fail_file.read_text()) if fail_file.is_file() else {}
     ran, skipped, failed = [], [], {}

@@ -95,15 +95,20 @@ def _own_scale(values, metric: str, policy: str, cmap: str) -> Scale:
     return colour_scale(values, metric_info(metric), policy=policy_for(metric, policy), cmap=cmap)
 
 
-def plot_drift(data: pd.DataFrame, lang: str, ax=None, *, scale: Scale | None = None, colorbar: bool = True):
-    """Heatmap layer x model of one language's drift (``drift_data`` output)."""
+def plot_drift(data: pd.DataFrame, lang: str, ax=None, *, scale: Scale | None = None, colorbar: bool = True,
+               by: str = "lang"):
+    """Heatmap layer x model of one language's drift (``drift_data`` output); with
+    ``by="model"``, ``lang`` names a model and the heatmap is layer x language."""
+    if by not in ("lang", "model"):
+        raise PlotInputError(f"the drift figure: panels by {by!r}; expected lang or model")
     ax = _axes(ax)
-    d = _rows(data, "drift", lang=lang)
-    mat = d.pivot(index="layer", columns="model", values="value").reindex(columns=_first(d["model"]))
+    other = "model" if by == "lang" else "lang"
+    d = _rows(data, "drift", **{by: lang})
+    mat = d.pivot(index="layer", columns=other, values="value").reindex(columns=_first(d[other]))
     metric = str(d["metric"].iloc[0])
     heatmap(ax, mat, scale or _own_scale(d["value"], metric, "range", "viridis"), colorbar=colorbar)
-    ax.set_title(language(lang))
-    ax.set_xlabel("model")
+    ax.set_title(language(lang) if by == "lang" else str(lang))
+    ax.set_xlabel("model" if by == "lang" else "language")
     ax.set_ylabel(LAYER)
     return ax
 

@@ -134,8 +134,10 @@ def _fig_drift(table, o):
     metric = str(data["metric"].iloc[0])
     info = metric_info(metric)
     sc = colour_scale(data["value"], info, policy=policy_for(metric, "range"), cmap="viridis", override=o["scale"])
-    langs = list(dict.fromkeys(data["lang"]))
-    fig, axes = _heatmaps(langs, lambda k, ax, s: plot_drift(data, k, ax, scale=s, colorbar=False), sc, o["size"])
+    by = o.get("panels") or "lang"
+    keys = list(dict.fromkeys(data[by])) if by in data.columns else []
+    fig, axes = _heatmaps(keys, lambda k, ax, s: plot_drift(data, k, ax, scale=s, colorbar=False, by=by), sc,
+                          o["size"])
     base = ", ".join(map(str, dict.fromkeys(data["base"]))) if "base" in data.columns else "its base model"
     title = _join(f"{info.label[0].upper()}{info.label[1:]} of each model against {base}, per layer",
                   files_text(table, "treebank"))
@@ -291,7 +293,7 @@ BUILD = {"drift": _fig_drift, "drift-lines": _fig_drift_lines, "probe": _fig_pro
 
 def figure(kind: str, table: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None,
            order=None, scale: tuple[float, float] | None = None, title: str | None = None,
-           size: tuple[float, float] | None = None, mark: int | None = None):
+           size: tuple[float, float] | None = None, mark: int | None = None, panels: str | None = None):
     """The whole figure of ``kind`` for a tidy ``table``: ``(Figure, data, notes)`` where
     ``data`` is the frame of the numbers drawn and ``notes`` what was left out.
 
@@ -299,7 +301,9 @@ def figure(kind: str, table: pd.DataFrame, *, metric: str | None = None, baselin
     ``scale``: ``(low, high)`` colour limits shared by every panel (y limits for line
     figures; symmetric for a diverging map); ``title``: replaces the generated title;
     ``size``: figure size in inches; ``mark``: a layer marked on the line figures
-    (retrieval, scan), e.g. the alignment layer K chosen from a scan. Raises :class:`PlotInputError` (a ``ValueError``)
+    (retrieval, scan), e.g. the alignment layer K chosen from a scan; ``panels``: the drift
+    figure's panels, one per language (``"lang"``, the default: layer x model) or one per
+    model (``"model"``: layer x language). Raises :class:`PlotInputError` (a ``ValueError``)
     naming what is missing when the table cannot make the figure.
     """
     if kind not in BUILD:
@@ -307,7 +311,10 @@ def figure(kind: str, table: pd.DataFrame, *, metric: str | None = None, baselin
     if mark is not None and kind not in ("retrieval", "scan"):
         raise PlotInputError(f"mark a layer: only the line figures (retrieval, scan) have a layer axis to mark, "
                              f"not {kind}")
-    opts = {"metric": metric, "baseline": baseline, "order": order, "scale": scale, "size": size, "mark": mark}
+    if panels is not None and (kind != "drift" or panels not in ("lang", "model")):
+        raise PlotInputError(f"panels {panels!r}: only the drift figure has a choice of panels (lang or model)")
+    opts = {"metric": metric, "baseline": baseline, "order": order, "scale": scale, "size": size, "mark": mark,
+            "panels": panels}
     fig, axes, data, sc, auto = BUILD[kind](table, opts)
     notes = list(data.attrs.get("notes", []))
     fig.suptitle(_wrap(fig, title or auto, 10), fontsize=10)
@@ -399,7 +406,7 @@ def save_figure(fig, data: pd.DataFrame, out: str | Path, formats=FORMATS) -> li
 
 def plot_from_tables(kind: str, inputs, out, *, metric: str | None = None, baseline: str | None = None,
                      order=None, scale=None, title: str | None = None, size=None, where=None,
-                     mark: int | None = None, notes: list | None = None) -> list[Path]:
+                     mark: int | None = None, notes: list | None = None, panels: str | None = None) -> list[Path]:
     """Read tidy CSV(s), keep the rows of ``where`` ({column: value}), build :func:`figure`
     and write PNG, SVG, PDF and the CSV of the numbers drawn; returns their paths. What the
     figure left out is appended to ``notes`` when a list is given. Errors
@@ -410,7 +417,7 @@ def plot_from_tables(kind: str, inputs, out, *, metric: str | None = None, basel
     df = read_tables(names)
     try:
         fig, data, left_out = figure(kind, select_rows(df, where), metric=metric, baseline=baseline, order=order,
-                                     scale=scale, title=title, size=size, mark=mark)
+                                     scale=scale, title=title, size=size, mark=mark, panels=panels)
     except PlotInputError as e:
         raise PlotInputError(f"{', '.join(map(str, names))}: {e}") from None
     if notes is not None:

@@ -263,6 +263,10 @@ def _check_demo(out, proc):
     assert (out / "drift.csv").is_file() and (out / "probe.csv").is_file()
 
 
+def _check_report(out, proc):
+    assert proc.stdout.startswith("demo report: ") and "report.html" in proc.stdout
+
+
 COMMANDS: dict[str, Case] = {
     "data stats": Case(lambda p: ["data", "stats", p["en"], "--json"], _check_stats, ("en",), out=None,
                        heavy=False),
@@ -304,6 +308,8 @@ COMMANDS: dict[str, Case] = {
                  out="out", heavy=False, first_output="out.png"),
     "demo": Case(lambda p: ["demo", "--quick", "--steps", "1", "--out", p["out"]], _check_demo, out="demo",
                  out_kind="folder"),
+    # writes into the demo run it is given (no --out); p["run"]: see demo_run()
+    "report": Case(lambda p: ["report", p["run"], "--no-progress"], _check_report, out=None, heavy=False),
 }
 
 
@@ -381,6 +387,20 @@ def adapter(tiny_inputs: dict) -> str:
     return str(out)
 
 
+def demo_run(tiny_inputs: dict) -> str:
+    """A --quick demo run (made in this process once), for ``report``."""
+    out = Path(tiny_inputs["model"]).parent / "demo-run"
+    if not (out / "run.json").is_file():
+        import contextlib
+        import io
+
+        from alignfreeze.cli import main
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["demo", "--quick", "--no-progress", "--out", str(out)]) == 0
+    return str(out)
+
+
 def leaf_commands() -> list[str]:
     """Every runnable sub-command of the parser, e.g. ``data stats``, ``drift``."""
     import argparse
@@ -404,6 +424,8 @@ def case_inputs(tiny_inputs: dict, folder: Path, case: Case, **override) -> dict
     p = {**tiny_inputs, **override}
     if case is COMMANDS.get("midalign merge") and "adapter" not in override:
         p["adapter"] = adapter(tiny_inputs)
+    if case is COMMANDS.get("report") and "run" not in override:
+        p["run"] = demo_run(tiny_inputs)
     if "config" in case.inputs and "config" not in override:
         p["config"] = str(folder / "exp.yaml")
         Path(p["config"]).write_text(Path(tiny_inputs["config"]).read_text())

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from analysis.cka import CKAStats
-from analysis.intervals import GroupedCKA, group_u_cka, jackknife_interval, ratio_interval, sentence_groups
+from analysis.intervals import (
+    GroupedCKA,
+    group_u_cka,
+    jackknife_interval,
+    ratio_interval,
+    sentence_groups,
+)
 from analysis.simulate import ClusteredPair, simulate_drift
 
 METRICS = ("cka", "cka_debiased", "cos_dist", "rel_l2")
