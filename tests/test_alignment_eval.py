@@ -217,7 +217,7 @@ def test_align_eval_cli_with_a_sentencepiece_tokenizer(e5_tiny, tmp_path, capsys
     # so a copy with a crowded neighbourhood may lose; still far above chance (1/59)
     assert (word[word.score == "csls"]["value"] > 0.6).all()
     out2 = tmp_path / "b.csv"
-    assert main(["align-eval", "--model", str(e5_tiny), "--pairs", str(shifted), "--csls-k", "0",
+    assert main(["align-eval", "--model", str(e5_tiny), "--pairs", str(shifted), "--langs", "mul", "xx", "--csls-k", "0",
                  "--out", str(out2), "--no-progress"]) == 0
     bad = pd.read_csv(out2)
     assert bad[(bad.layer == 2) & (bad.candidates == "weak")]["value"].max() < 0.3

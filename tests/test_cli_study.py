@@ -72,7 +72,7 @@ def test_pairs_records_the_selection_and_the_languages(study, capsys):
 def test_drift_names_models_from_manifests_and_records_the_selection(study, tmp_path, capsys):
     out = tmp_path / "drift.csv"
     args = ["drift", "--base", str(study["base"]), "--model", str(study["full"]), str(study["front"]),
-            "--treebank", f"{FR}@3:8", "--bootstrap", "0", "--no-progress", "--out", str(out)]
+            "--treebank", f"{FR}@3:8", "--ci-groups", "0", "--no-progress", "--out", str(out)]
     assert main(args) == 0
     df = pd.read_csv(out)
     assert set(df["model"]) == {"full-s5", "front-s5"}  # not 'realigned', 'realigned'
