@@ -194,6 +194,7 @@ def main() -> None:
     ap.add_argument("--old-reps", type=int, default=50, help="draws per scenario for the (slow) old method")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="scenario indices to run")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--no-write", action="store_true", help="print the tables only (RESULTS.md unchanged)")
     args = ap.parse_args()
     import torch
 
@@ -214,6 +215,9 @@ def main() -> None:
             lines.append(f"| {row['method']} | {row['metric']} | {row['coverage']:.3f} ({row['mc_se']:.3f}) | "
                          f"{row['inside']:.2f} | {row['width']:.5f} | {row['error']:+.5f} |")
         print("\n".join(lines[-len(table) - 3:]), flush=True)
+    if args.no_write:
+        print(f"Total bench time {time.perf_counter() - t_all:.0f} s.")
+        return
     c = cost(384, 1000, 10)
     c768 = cost(768, 1000, 10)
     body = f"""## Drift intervals: coverage of a known population value (before / after)
