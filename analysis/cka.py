@@ -90,9 +90,11 @@ def _gram_blocks(Xc: np.ndarray, Yc: np.ndarray, block_rows: int, precision: str
     for a in range(0, Xc.shape[0], block_rows):
         xb = torch.from_numpy(np.ascontiguousarray(Xc[a:a + block_rows])).to(dt)
         yb = torch.from_numpy(np.ascontiguousarray(Yc[a:a + block_rows])).to(dt)
-        sxx += (xb.T @ xb).double().numpy()
-        syy += (yb.T @ yb).double().numpy()
-        sxy += (xb.T @ yb).double().numpy()
+        # float64 in numpy: torch's threaded .double() of a d x d result cost more than the
+        # GEMM itself on small chunks (a drift over many small sentence groups)
+        sxx += (xb.T @ xb).numpy()
+        syy += (yb.T @ yb).numpy()
+        sxy += (xb.T @ yb).numpy()
     return sxx, syy, sxy
 
 
