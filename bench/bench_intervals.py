@@ -179,7 +179,7 @@ SCENARIOS = [
     ("flat, d=64, 100 sentences", ClusteredPair(dim=64, decay=0.0, noise=1.0, within=0.3, seed=2), 100, 1.0),
     ("near-identical (CKA ~0.99), d=64, 100 sentences",
      ClusteredPair(dim=64, decay=1.0, noise=0.1, within=0.3, seed=3), 100, 1.0),
-    ("anisotropic, d=64, 12 sentences (the demo's size)",
+    ("anisotropic, d=64, 12 sentences (a small treebank)",
      ClusteredPair(dim=64, decay=1.0, noise=1.0, within=0.3, seed=4), 12, 1.0),
     ("anisotropic, d=384, 1,000 sentences (a PUD file, e5-small's width)",
      ClusteredPair(dim=384, decay=1.0, noise=1.0, within=0.3, seed=5), 1000, 0.5),
