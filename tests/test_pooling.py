@@ -56,9 +56,23 @@ def test_gradients_flow_to_used_tokens_only():
     assert h.grad[0, :, 0].tolist() == [0, 1, 0, 1, 1, 0, 0, 0, 0]
 
 
+@pytest.mark.parametrize("method, expected", [("first", [0, 1]), ("last", [0, 2]), ("mean", [0, 1.5])])
+def test_a_word_at_the_first_position(method, expected):
+    """Decoder tokenizers (SmolLM2, Llama) put no special token first: the first word's only
+    piece is position 0 of row 0, which a reduction's initial value must not beat (a 'last'
+    initialised at +1 instead of -1 took position 1's vector; a mutant showed no test had it)."""
+    wi = torch.tensor([[0, 1, 1, -1]])
+    h = torch.tensor([[[0.0], [1.0], [2.0], [3.0]]])
+    out, counts = pool_subwords(h, wi, 2, method)
+    assert out[0, :, 0].tolist() == pytest.approx(expected)
+    assert counts.tolist() == [[1, 2]]
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown pooling 'max'"):
         pool_subwords(H, WI, 3, "max")
+    with pytest.raises(ValueError, match=r"hidden must be \(\.\.\., R, T, D\), got \(9, 2\)"):
+        pool_subwords(H[0], WI, 3)
     with pytest.raises(ValueError, match="disagree"):
         pool_subwords(H, WI[:, :5], 3)
     with pytest.raises(ValueError, match="word index 2 >= n_words 2"):
