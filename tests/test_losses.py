@@ -186,6 +186,19 @@ def test_long_sentences_are_windowed_and_every_link_is_used(tiny_models):
     assert float(loss) == pytest.approx(ref, rel=1e-4)
 
 
+@pytest.mark.parametrize("loss_name", ["word_infonce", "sentence_infonce"])
+def test_the_configured_temperature_is_used_and_total_reported(tiny_models, loss_name):
+    """Mutants that survived: the sentence loss called without the config's temperature, and
+    the total missing from the parts the training log shows."""
+    model, tok = tiny_models("bert")
+    model.eval()
+    with torch.no_grad():
+        cold, parts = realignment_loss(model, tok, BATCH, _cfg(loss=loss_name, temperature=0.1))
+        warm, _ = realignment_loss(model, tok, BATCH, _cfg(loss=loss_name, temperature=0.7))
+    assert parts["total"] == pytest.approx(float(cold))
+    assert abs(float(cold) - float(warm)) > 1e-3
+
+
 def test_bad_layers(tiny_models):
     model, tok = tiny_models("bert")
     with pytest.raises(ValueError, match="0..2"):
