@@ -323,3 +323,46 @@ def test_alignment_errors_name_the_problem():
         align_eval(NoValid(), linked_pairs=linked)
     with pytest.raises(ValueError, match="nothing to evaluate"):
         align_eval(WordVectors())
+
+
+def _csls_reference(Q, C, k):
+    """CSLS (Conneau et al. 2018, eq. 6) written out: 2 cos(q, c) - r_C(q) - r_Q(c), with
+    r the mean cosine of the k nearest neighbours on the other side."""
+    cos = np.array([[q @ c / np.linalg.norm(q) / np.linalg.norm(c) for c in C] for q in Q])
+    r_q = np.array([np.sort(row)[::-1][:k].mean() for row in cos])
+    r_c = np.array([np.sort(col)[::-1][:k].mean() for col in cos.T])
+    return 2 * cos - r_q[:, None] - r_c[None, :]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_csls_accuracy_against_the_written_out_formula(k):
+    """Every query's CSLS choice is the formula's, k = 1 included (a mutant that ignored
+    k = 1, and one that weighted the cosine 3 instead of 2, survived the earlier tests)."""
+    differs = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        C = rng.normal(size=(12, 5))
+        C[:4] += 2.5 * rng.normal(size=5)  # a crowded region: hubs, where CSLS and cosine part
+        Q = C + 0.9 * rng.normal(size=C.shape)
+        target = np.arange(12)
+        ref = _csls_reference(Q, C, k)
+        got = retrieval_accuracy(Q, C, target, csls_k=k)
+        assert got == pytest.approx((ref.argmax(1) == target).mean()), (seed, k)
+        differs += got != retrieval_accuracy(Q, C, target)
+    assert differs > 0  # the data are such that CSLS and plain cosine disagree somewhere
+
+
+def test_read_pairs_jsonl_round_trip(tmp_path):
+    from core.pieces import surface
+    from core.wordpairs import pair_record
+
+    p = tmp_path / "pairs.jsonl"
+    S = lambda text: surface(text.split())  # noqa: E731
+    recs = [pair_record("a1", S("The black cat"), S("Le chat noir"), [[0, 0], [1, 2], [2, 1]]),
+            pair_record("a2", S("Dogs bark loudly"), S("Hunde bellen laut"), [[2, 2], [0, 0]])]
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    got = read_pairs_jsonl(p)
+    assert [g.id for g in got] == ["a1", "a2"]
+    assert [list(g.src.words) for g in got] == [["The", "black", "cat"], ["Dogs", "bark", "loudly"]]
+    assert [list(g.tgt.words) for g in got] == [["Le", "chat", "noir"], ["Hunde", "bellen", "laut"]]
+    assert [list(g.links) for g in got] == [[(0, 0), (1, 2), (2, 1)], [(2, 2), (0, 0)]]
