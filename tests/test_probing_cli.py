@@ -46,6 +46,7 @@ def test_probe_upos_with_control_end_to_end(tiny_dir, demo, tmp_path, capsys):
     assert set(acc[acc.split == "eval"]["lang"]) == {"fr", "de"}
     assert set(acc[acc.split == "heldout"]["lang"]) == {"en"} and (acc["train_lang"] == "en").all()
     assert acc["value"].between(0, 1).all()
+    assert set(acc[acc.split == "eval"]["file"]) == {demo["fr"], demo["de"]}
     # control task and selectivity only where defined: the training language's splits
     ctl = df[df.task == "upos-control"]
     assert set(ctl["lang"]) == {"en"} and set(ctl["split"]) == {"train", "heldout"}
@@ -85,6 +86,7 @@ def test_probe_translation_end_to_end(tiny_dir, demo, tmp_path):
     assert (ret["n"] == 12).all() and ret["value"].between(0, 1).all()
     pair = df[df.task == "translation-pair"]
     assert len(pair) == 2 * 2 * 2  # langs x layers x seeds
+    assert set(pair["split"]) == {"heldout"}  # the pair probe is scored on held-out pairs only
 
 
 def test_translation_of_a_language_with_itself_is_perfect(tiny_models, demo, tmp_path):

@@ -141,3 +141,16 @@ def test_scoring_features_of_another_shape_is_an_error():
     probe = MultiLayerLinearProbe().fit(X, y)
     with pytest.raises(ValueError, match="fitted on 2 layers"):
         probe.score(X[:1], y)
+
+
+def test_binary_decision_function_is_the_log_odds_per_layer():
+    """Two classes: one score per (layer, word), the log-odds of classes_[1] (a mutant that
+    tested the word axis instead of the class axis survived the other tests)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2, 40, 5))  # 2 layers, 40 words
+    y = np.where(X[1, :, 0] + 0.3 * rng.normal(size=40) > 0, "NOUN", "VERB")
+    probe = MultiLayerLinearProbe(C=1.0, random_state=0).fit(X, y)
+    scores = probe.decision_function(X)
+    assert scores.shape == (2, 40)
+    p = probe.predict_proba(X)
+    np.testing.assert_allclose(scores, np.log(p[..., 1] / p[..., 0]), rtol=1e-6, atol=1e-9)
