@@ -81,26 +81,82 @@ def make_pairs(tmp: Path, lang: str):
     return path, records, f"PUD en-{lang} ({summary['pairs_kept']} records, {summary['links']} links), MUSE en-{lang}"
 
 
+PHASES = ("data", "forward", "loss+backward", "optimizer", "rest")
+
+
+def now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
 class StepTimer:
     """``callback`` of the toolkit loop: time the toolkit step since the last call, then run
-    and time the plain step on the same batch. Rows: (step, toolkit (wall, cpu), plain)."""
+    and time the plain step on the same batch.
 
-    def __init__(self, plain_step):
+    Hooks on both models (forward start / end) and on the optimizers' ``step`` (start / end)
+    cut each step into phases: ``data`` (batch selection, tokenisation: 0 for the plain
+    side, which is pre-tokenised), ``forward``, ``loss+backward`` (pooling, loss, backward,
+    clipping), ``optimizer`` and ``rest`` (zero_grad, schedule, bookkeeping). Rows:
+    ``(step, toolkit, plain)``, each ``{phase or "step": (wall, cpu)}`` (toolkit None for
+    step 1, which has no start mark)."""
+
+    def __init__(self, tk_model, plain_model, plain_opt, plain_step):
+        from torch.optim.optimizer import (
+            register_optimizer_step_post_hook,
+            register_optimizer_step_pre_hook,
+        )
+
         self.plain_step = plain_step
-        self.mark = None
-        self.rows: list[tuple[int, tuple | None, tuple]] = []
+        self.marks: dict[str, dict] = {"tk": {}, "plain": {}}
+        self.start = None
+        self.first = None  # (wall, cpu) when step 1 ended: setup + step 1 before it
+        self.rows: list[tuple[int, dict | None, dict]] = []
+
+        def side_of(opt):
+            return "plain" if opt is plain_opt else "tk"
+
+        self.handles = [register_optimizer_step_pre_hook(lambda o, *_: self._mark(side_of(o), "o0")),
+                        register_optimizer_step_post_hook(lambda o, *_: self._mark(side_of(o), "o1"))]
+        for side, m in (("tk", tk_model), ("plain", plain_model)):
+            self.handles.append(m.register_forward_pre_hook(lambda *_, s=side: self._mark(s, "f0")))
+            self.handles.append(m.register_forward_hook(lambda *_, s=side: self._mark(s, "f1")))
+
+    def _mark(self, side: str, key: str) -> None:
+        self.marks[side][key] = now()
+
+    def _phases(self, side: str, start, end) -> dict:
+        m = self.marks[side]
+        points = [start, m.get("f0"), m.get("f1"), m.get("o0"), m.get("o1"), end]
+        if any(p is None for p in points):
+            raise RuntimeError(f"{side}: a phase mark is missing ({sorted(m)}): one forward and one optimizer "
+                               "step per training step are expected")
+        out = {ph: (b[0] - a[0], b[1] - a[1]) for ph, a, b in zip(PHASES, points, points[1:])}
+        out["step"] = (end[0] - start[0], end[1] - start[1])
+        return out
 
     def __call__(self, step: int, parts: dict) -> None:
-        now = (time.perf_counter(), time.process_time())
-        tk = None if self.mark is None else (now[0] - self.mark[0], now[1] - self.mark[1])
-        with Clock() as c:
-            self.plain_step(step - 1)
-        self.rows.append((step, tk, (c.wall, c.cpu)))
-        self.mark = (time.perf_counter(), time.process_time())
+        end = now()
+        tk = None if self.start is None else self._phases("tk", self.start, end)
+        if self.first is None:
+            self.first = end
+        self.marks["plain"] = {}
+        s0 = now()
+        self.plain_step(step - 1)
+        self.rows.append((step, tk, self._phases("plain", s0, now())))
+        self.marks["tk"] = {}
+        self.start = now()
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def quartiles(xs) -> tuple[float, float]:
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], q[2]
 
 
 def summarise(name: str, what: str, pairs: list[tuple[tuple, tuple]], extra: dict) -> dict:
-    """Medians of (toolkit, plain) (wall, cpu) pairs and of the per-round ratios."""
+    """Medians of (toolkit, plain) (wall, cpu) pairs and of the per-round ratios (with quartiles)."""
     tw = [t[0] for t, _ in pairs]
     pw = [p[0] for _, p in pairs]
     tc = [t[1] for t, _ in pairs]
@@ -108,8 +164,27 @@ def summarise(name: str, what: str, pairs: list[tuple[tuple, tuple]], extra: dic
     ratios = [a / b for a, b in zip(tw, pw)]
     return {"item": name, "what": what, "n": len(pairs), "tk_wall": statistics.median(tw),
             "plain_wall": statistics.median(pw), "tk_cpu": statistics.median(tc), "plain_cpu": statistics.median(pc),
-            "ratio": statistics.median(ratios), "range": (min(ratios), max(ratios)),
+            "ratio": statistics.median(ratios), "range": quartiles(ratios),
             "cpu_ratio": statistics.median(a / b for a, b in zip(tc, pc)), **extra}
+
+
+def step_summary(name: str, what: str, timer: StepTimer, warmup: int, extra: dict) -> dict:
+    rows = [(tk, pl) for _, tk, pl in timer.rows if tk is not None][warmup:]
+    res = summarise(name, what, [(tk["step"], pl["step"]) for tk, pl in rows], extra)
+    res["phases"] = {side: {ph: statistics.median(r[k][ph][0] for r in rows) for ph in PHASES}
+                     for k, side in ((0, "toolkit"), (1, "plain"))}
+    per_step = res["tk_wall"]
+    res["per_hour"] = 3600 / per_step
+    return res
+
+
+def fixed_cost(load: Clock, run: Clock, timer: StepTimer, per_step: float) -> float:
+    """Wall seconds of a run that no step count changes: loading, then everything before
+    step 1's callback less one median step (weight hash, data checks), then everything
+    after the last step (saving the model and manifest)."""
+    before = timer.first[0] - run.w0 - per_step
+    after = run.w0 + run.wall - timer.start[0]
+    return load.wall + before + after
 
 
 # ----------------------------------------------------------------------------- 1. realign
@@ -117,7 +192,7 @@ def bench_realign(args, tmp: Path, pairs_path: Path, records: list, source: str)
     from transformers import AutoModel
 
     from core.encoding import encode_words
-    from core.models import load_tokenizer
+    from core.models import load_model, load_tokenizer
     from core.wordpairs import side
     from realign.config import RealignConfig
     from realign.losses import realignment_loss
@@ -139,19 +214,23 @@ def bench_realign(args, tmp: Path, pairs_path: Path, records: list, source: str)
         got = float(plain.realign_loss(model, batches[0]))
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.resolved_lr("bert"), betas=cfg.betas, eps=cfg.eps)
-    timer = StepTimer(lambda s: plain.realign_step(model, opt, batches[s]))
-    with Clock() as run:
-        realign(cfg, progress=False, callback=timer)
-    rows = [(tk, pl) for s, tk, pl in timer.rows if tk is not None][args.warmup:]
+    with Clock() as load:  # what `alignfreeze realign` loads; passed in so that hooks can time its phases
+        tk_model = load_model(MODEL, offline=True)
+    timer = StepTimer(tk_model, model, opt, lambda s: plain.realign_step(model, opt, batches[s]))
+    try:
+        with Clock() as run:
+            realign(cfg, tk_model, tok, progress=False, callback=timer)
+    finally:
+        timer.close()
     n_tok = float(np.mean([int(b.attention_mask.sum()) for b in batches]))
     n_links = float(np.mean([len(b.src) for b in batches]))
-    per_step = statistics.median(t[0] for t, _ in rows)
-    fixed = run.wall - sum(p[0] for _, _, p in timer.rows) - steps * per_step
-    res = summarise("realign step", f"batch {cfg.batch_size} pairs ({2 * cfg.batch_size} sequences, {n_tok / (2 * cfg.batch_size):.1f} "
-                    f"tokens each, {n_links:.0f} links), word InfoNCE, dense Adam", rows,
-                    {"parity": f"same input ids: {same_ids}; loss at the same weights {ref:.6f} vs plain {got:.6f}",
-                     "fixed": fixed, "source": source, "per_hour": 3600 / per_step,
-                     "unit": f"{cfg.batch_size / per_step:.2f} pairs/s"})
+    res = step_summary("realign step", f"batch {cfg.batch_size} pairs ({2 * cfg.batch_size} sequences, "
+                       f"{n_tok / (2 * cfg.batch_size):.1f} tokens each, {n_links:.0f} links), word InfoNCE, dense Adam",
+                       timer, args.warmup,
+                       {"parity": f"same input ids: {same_ids}; loss at the same weights {ref:.6f} vs plain {got:.6f}",
+                        "source": source})
+    res["fixed"] = fixed_cost(load, run, timer, res["tk_wall"])
+    res["unit"] = f"{cfg.batch_size / res['tk_wall']:.2f} pairs/s"
     return res, Path(cfg.out)
 
 
@@ -167,6 +246,7 @@ def bench_finetune(args, tmp: Path, train_file: Path) -> dict:
         build_examples,
         collate,
         finetune,
+        load_tagger,
         step_indices,
         task_loss_sum,
     )
@@ -195,19 +275,23 @@ def bench_finetune(args, tmp: Path, train_file: Path) -> dict:
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(np.ceil(cfg.warmup_ratio * steps)), steps)
-    timer = StepTimer(lambda st: plain.tagging_step(model, opt, sched, batches[st], cfg.max_grad_norm))
-    with Clock() as run:
-        finetune(cfg, progress=False, callback=timer)
-    rows = [(tk, pl) for s, tk, pl in timer.rows if tk is not None][args.warmup:]
-    per_step = statistics.median(t[0] for t, _ in rows)
+    with Clock() as load:  # what `alignfreeze finetune` loads (a fresh head); passed in for the hooks
+        tk_model = load_tagger(MODEL)
+    timer = StepTimer(tk_model, model, opt,
+                      lambda st: plain.tagging_step(model, opt, sched, batches[st], cfg.max_grad_norm))
+    try:
+        with Clock() as run:
+            finetune(cfg, tk_model, tok, progress=False, callback=timer)
+    finally:
+        timer.close()
     n_tok = float(np.mean([int(b["attention_mask"].sum()) / len(b["attention_mask"]) for b in batches]))
-    res = summarise("fine-tune step", f"batch {cfg.batch_size} sentences ({n_tok:.1f} tokens each), UPOS, AdamW, "
-                    "clip 1.0", rows,
-                    {"parity": f"same ids and labels (step 1): {same}; {stats['windowed']} of {len(sents)} sentences "
-                               f"windowed; loss at the same weights {ref:.6f} vs plain {got:.6f}",
-                     "fixed": run.wall - sum(p[0] for _, _, p in timer.rows) - steps * per_step,
-                     "per_hour": 3600 / per_step, "unit": f"{cfg.batch_size / per_step:.2f} sentences/s",
-                     "source": f"{train_file.name} ({len(sents)} sentences)"})
+    res = step_summary("fine-tune step", f"batch {cfg.batch_size} sentences ({n_tok:.1f} tokens each), UPOS, AdamW, "
+                       "clip 1.0", timer, args.warmup,
+                       {"parity": f"same ids and labels (step 1): {same}; {stats['windowed']} of {len(sents)} "
+                                  f"sentences windowed; loss at the same weights {ref:.6f} vs plain {got:.6f}",
+                        "source": f"{train_file.name} ({len(sents)} sentences)"})
+    res["fixed"] = fixed_cost(load, run, timer, res["tk_wall"])
+    res["unit"] = f"{cfg.batch_size / res['tk_wall']:.2f} sentences/s"
     return res
 
 
@@ -329,11 +413,11 @@ def report(results: list[dict], args, wall: float) -> str:
         f"e5-small (prepared, real weights and tokenizer), `torch.set_num_threads({args.threads})`; every item measured "
         f"against a hand-written peer (`bench/_plain_loops.py`) in the same run ({wall / 60:.0f} min), interleaved "
         "(steps: the plain step runs between two steps of the toolkit's own loop; commands: rounds alternate which "
-        "goes first). Times are medians; the ratio is the median of the per-round ratios toolkit / plain (range in "
-        "brackets). The machine is shared: wall seconds carry other users' load, CPU seconds (this process, both "
+        "goes first). Times are medians; the ratio is the median of the per-round ratios toolkit / plain (quartiles "
+        "in brackets). The machine is shared: wall seconds carry other users' load, CPU seconds (this process, both "
         "threads) much less of it; CPU / 2 is about what an idle 2-core machine would take.",
         "",
-        "| item | work | rounds | toolkit s (wall) | plain s (wall) | ratio (range) | toolkit CPU s | plain CPU s | CPU ratio | goal <= 1.1x |",
+        "| item | work | rounds | toolkit s (wall) | plain s (wall) | ratio (quartiles) | toolkit CPU s | plain CPU s | CPU ratio | goal <= 1.1x |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
@@ -341,6 +425,17 @@ def report(results: list[dict], args, wall: float) -> str:
         lines.append(f"| {r['item']} | {r['what']} | {r['n']} | {r['tk_wall']:.2f} | {r['plain_wall']:.2f} | "
                      f"{r['ratio']:.2f}x ({r['range'][0]:.2f}-{r['range'][1]:.2f}) | {r['tk_cpu']:.2f} | "
                      f"{r['plain_cpu']:.2f} | {r['cpu_ratio']:.2f}x | {ok} |")
+    steps = [r for r in results if "phases" in r]
+    if steps:
+        lines += ["", "Where a training step's time goes (medians, wall s; hooks on the model's forward and the "
+                  "optimizer's step; `data` = batch selection and tokenisation, which the plain loop did before "
+                  "timing; `rest` = zero_grad, schedule, bookkeeping):", "",
+                  "| item | side | " + " | ".join(PHASES) + " | step |", "|---|---|" + "---:|" * (len(PHASES) + 1)]
+        for r in steps:
+            for side, ph in r["phases"].items():
+                total = r["tk_wall"] if side == "toolkit" else r["plain_wall"]
+                lines.append(f"| {r['item']} | {side} | " + " | ".join(f"{ph[k]:.2f}" for k in PHASES)
+                             + f" | {total:.2f} |")
     lines += ["", "Same work on both sides:"]
     for r in results:
         lines.append(f"- {r['item']} ({r['source']}): {r['parity']}.")
