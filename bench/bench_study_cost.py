@@ -151,7 +151,7 @@ class StepTimer:
 
 
 def quartiles(xs) -> tuple[float, float]:
-    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3  # within the data
     return q[0], q[2]
 
 
@@ -164,7 +164,7 @@ def summarise(name: str, what: str, pairs: list[tuple[tuple, tuple]], extra: dic
     ratios = [a / b for a, b in zip(tw, pw)]
     return {"item": name, "what": what, "n": len(pairs), "tk_wall": statistics.median(tw),
             "plain_wall": statistics.median(pw), "tk_cpu": statistics.median(tc), "plain_cpu": statistics.median(pc),
-            "ratio": statistics.median(ratios), "range": quartiles(ratios),
+            "ratio": statistics.median(ratios), "range": quartiles(ratios), "ratios": ratios,
             "cpu_ratio": statistics.median(a / b for a, b in zip(tc, pc)), **extra}
 
 
@@ -436,6 +436,8 @@ def report(results: list[dict], args, wall: float) -> str:
                 total = r["tk_wall"] if side == "toolkit" else r["plain_wall"]
                 lines.append(f"| {r['item']} | {side} | " + " | ".join(f"{ph[k]:.2f}" for k in PHASES)
                              + f" | {total:.2f} |")
+    lines += ["", "Every round's ratio (toolkit / plain, in the order run): "
+              + "; ".join(f"{r['item']}: " + ", ".join(f"{x:.2f}" for x in r["ratios"]) for r in results) + "."]
     lines += ["", "Same work on both sides:"]
     for r in results:
         lines.append(f"- {r['item']} ({r['source']}): {r['parity']}.")
