@@ -27,6 +27,7 @@ reported too. Parity is checked before timing (same input ids, same loss at the 
 weights) or after (same drift values, probe accuracies).
 
     python bench/bench_study_cost.py                       # everything (~1-2 h on 2 shared cores)
+    python bench/bench_study_cost.py --rounds 3 --runs 3 --probe-sentences 500   # ~35 min, loaded
     python bench/bench_study_cost.py --items realign finetune --rounds 4 --no-write
 """
 
