@@ -416,7 +416,7 @@ def report(results: list[dict], args, wall: float) -> str:
         "(steps: the plain step runs between two steps of the toolkit's own loop; commands: rounds alternate which "
         "goes first). Times are medians; the ratio is the median of the per-round ratios toolkit / plain (quartiles "
         "in brackets). The machine is shared: wall seconds carry other users' load, CPU seconds (this process, both "
-        "threads) much less of it; CPU / 2 is about what an idle 2-core machine would take.",
+        "threads) carry it too when the cores are oversubscribed (OpenMP threads spin while they wait).",
         "",
         "| item | work | rounds | toolkit s (wall) | plain s (wall) | ratio (quartiles) | toolkit CPU s | plain CPU s | CPU ratio | goal <= 1.1x |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -445,7 +445,7 @@ def report(results: list[dict], args, wall: float) -> str:
     lines += ["", "For planning (toolkit, this run):"]
     for r in results:
         if "per_hour" in r:
-            lines.append(f"- {r['item']}: {r['tk_wall']:.1f} s wall ({r['tk_cpu'] / args.threads:.1f} s on idle cores), "
+            lines.append(f"- {r['item']}: {r['tk_wall']:.1f} s wall ({r['tk_cpu'] / args.threads:.1f} s = CPU / 2, not inflated only on an idle machine), "
                          f"{r['per_hour']:.0f} steps/h, {r['unit']}; fixed cost of a run (loading, weight hash, "
                          f"data checks, saving) about {r['fixed']:.0f} s.")
         elif r["item"] == "drift":
