@@ -61,6 +61,7 @@ import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -352,7 +353,8 @@ def task_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
 
 # ----------------------------------------------------------------------------- the loop
 
-def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool = True) -> Path:
+def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool = True, *,
+             callback: Callable[[int, dict], None] | None = None) -> Path:
     """Fine-tune ``config.model`` on ``config.train`` (UPOS or XNLI); returns the output folder.
 
     Args:
@@ -361,6 +363,10 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
             3 XNLI labels) and its fast tokenizer; the model is trained IN PLACE. By
             default the model is loaded from ``config.model`` with a fresh, seeded head.
         progress: tqdm bar with the loss.
+        callback: called as ``callback(step, parts)`` after every optimizer step (``step``
+            counts from 1; ``parts`` holds ``"task"`` and, in the during variant,
+            ``"realign"``), as in :func:`realign.train.realign`: logging, timing
+            (``bench/bench_study_cost.py``).
 
     Raises ``ValueError`` for a finished output folder, bad configs, a model whose head
     does not have 17 labels, or an empty treebank.
@@ -511,6 +517,8 @@ def finetune(config: FinetuneConfig, model=None, tokenizer=None, progress: bool 
         history = (history + [parts])[-50:]
         bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()})
         bar.update(1)
+        if callback is not None:
+            callback(step + 1, parts)
     bar.close()
 
     # 5. output, atomically

@@ -103,11 +103,15 @@ def test_finetune_lowers_the_loss_and_writes_a_manifest(tiny_models, fixtures_di
     before = _mean_loss(model, tok, sents)
     cfg = FinetuneConfig(model="tiny-bert", train=(str(en),), out=str(tmp_path / "ft"), steps=25, batch_size=4,
                          lr=5e-3, warmup_ratio=0.0, seed=1)
-    out = finetune(cfg, model=model, tokenizer=tok, progress=False)
+    seen = []
+    out = finetune(cfg, model=model, tokenizer=tok, progress=False, callback=lambda s, p: seen.append((s, dict(p))))
     after = _mean_loss(model, tok, sents)
     assert after < 0.8 * before, (before, after)
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "finetune" and m["labels"] == list(UPOS_TAGS) and m["steps"] == 25
+    # the callback sees every optimizer step once, in order, with the losses the manifest averages
+    assert [s for s, _ in seen] == list(range(1, 26))
+    assert m["final_losses"]["task"] == pytest.approx(np.mean([p["task"] for _, p in seen[-10:]]), rel=1e-12)
     assert m["prediction_pooling"] == "first" and m["config"]["seed"] == 1
     assert len(m["base_model"]["weight_hash"]) == 64 and m["data_files"][0]["sha256"]
     assert all(p.requires_grad for p in model.parameters())

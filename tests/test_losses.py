@@ -203,3 +203,32 @@ def test_bad_layers(tiny_models):
     model, tok = tiny_models("bert")
     with pytest.raises(ValueError, match="0..2"):
         realignment_loss(model, tok, BATCH, _cfg(layers="5"))
+
+
+def _graph(loss):
+    """Every autograd node below ``loss``."""
+    seen, todo = {}, [loss.grad_fn]
+    while todo:
+        f = todo.pop()
+        if f is not None and id(f) not in seen:
+            seen[id(f)] = f
+            todo.extend(g for g, _ in f.next_functions)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("candidates", ["all", "aligned"])
+def test_word_rows_are_gathered_by_indexing(tiny_models, candidates):
+    """The linked (and candidate) word rows are gathered by advanced indexing: the same
+    values and gradients as index_select, whose backward on CPU (a scatter_add_ into all
+    the batch's words per call) cost +0.3 s of a 15 s e5-small step (bench_study_cost)."""
+    model, tok = tiny_models("bert")
+    model.eval()
+    loss, parts = realignment_loss(model, tok, BATCH, _cfg(candidates=candidates))
+    nodes = _graph(loss)
+    word_selects = [f for f in nodes if type(f).__name__ == "IndexSelectBackward0"
+                    and len(f._saved_self_sym_sizes) == 2]  # (N words, D): a gather of word rows
+    assert word_selects == []
+    gathers = [f for f in nodes if type(f).__name__ == "IndexBackward0" and len(f._saved_self_sym_sizes) == 2]
+    assert len(gathers) == (4 if candidates == "all" else 2)  # src, tgt (+ the other words of each side)
+    loss.backward()  # and the gradient reaches the model
+    assert model.get_input_embeddings().weight.grad.abs().sum() > 0
