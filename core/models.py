@@ -22,6 +22,7 @@ import contextlib
 import difflib
 import functools
 import json
+import logging
 import os
 import re
 import socket
@@ -296,8 +297,43 @@ def load_model(
     if task == "base" and config.model_type == "bert":
         kwargs.setdefault("add_pooling_layer", False)
     with _loading(str(name), "weights"):
-        model = cls.from_pretrained(path, local_files_only=local, dtype=dtype or torch.float32, **kwargs)
+        model = from_pretrained_checked(cls, path, str(name), local_files_only=local, dtype=dtype or torch.float32,
+                                        **kwargs)
     model.eval()
+    return model
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+def from_pretrained_checked(cls, path: str, name: str, **kwargs):
+    """``cls.from_pretrained(path, **kwargs)`` without transformers 5's coloured multi-line
+    LOAD REPORT in the log (a table of ANSI-styled keys, written to every log file of a
+    fine-tuning, where the classifier head is new by design). What it reported is checked
+    here instead: weights of the model's BODY (under ``base_model_prefix``) that the
+    checkpoint lacks, or whose shapes differ, are one :class:`UserWarning` naming the first
+    few; a missing task head (the part outside the body) is expected and silent, and so
+    are unused checkpoint weights (a pretraining head, a pooler)."""
+    import warnings
+
+    log = logging.getLogger("transformers.modeling_utils")
+    drop = _DropLoadReport()
+    log.addFilter(drop)
+    try:
+        model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        log.removeFilter(drop)
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    has_head = bool(prefix) and hasattr(model, prefix) and getattr(model, prefix) is not model
+    body = [k for k in info.get("missing_keys", ()) if not has_head or k.startswith(prefix + ".")]
+    mismatched = [k[0] if isinstance(k, tuple | list) else k for k in info.get("mismatched_keys", ())]
+    for what, keys in (("missing from the checkpoint (initialised at random)", body),
+                       ("of another shape in the checkpoint (initialised at random)", mismatched)):
+        if keys:
+            shown = ", ".join(sorted(keys)[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+            warnings.warn(f"{name}: {len(keys)} weight(s) of the model {what}: {shown}", UserWarning, stacklevel=3)
     return model
 
 

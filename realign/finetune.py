@@ -309,12 +309,12 @@ def load_nli(name: str, labels: tuple[str, ...] = XNLI_LABELS):
     """A sequence-classification model over ``labels`` (fresh head on ``name``'s encoder)."""
     from transformers import AutoModelForSequenceClassification
 
-    from core.models import is_offline, resolve_model_path
+    from core.models import from_pretrained_checked, is_offline, resolve_model_path
 
     id2label = dict(enumerate(labels))
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(name), local_files_only=is_offline(), num_labels=len(labels), id2label=id2label,
-        label2id={v: k for k, v in id2label.items()})
+    model = from_pretrained_checked(
+        AutoModelForSequenceClassification, resolve_model_path(name), str(name), local_files_only=is_offline(),
+        num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()})
     model.eval()
     return model
 

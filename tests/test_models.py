@@ -189,3 +189,30 @@ def test_an_adapter_folder_gives_its_own_tokenizer_or_its_bases(tmp_path):
     other.save_pretrained(adapter)
     mine = load_tokenizer(adapter, offline=True)
     assert mine(text)["input_ids"] == other(text)["input_ids"] != want  # the copy saved in the folder
+
+
+def test_a_new_task_head_loads_without_the_load_report(tiny_models, tmp_path, capfd, caplog):
+    """transformers 5 logs a coloured multi-line LOAD REPORT whenever a classifier head is new
+    (every fine-tuning, every grid cell's log); the loader drops it, and says something only
+    when weights of the model's body are missing from the checkpoint."""
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    model, _ = tiny_models("bert")
+    model.save_pretrained(tmp_path / "base")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tagger = load_model(tmp_path / "base", task="token-classification", num_labels=3, offline=True)
+    assert tagger.classifier.out_features == 3
+    err = capfd.readouterr().err + caplog.text  # the handler writes to stderr; pytest may hold the record
+    assert "LOAD REPORT" not in err and "\x1b[" not in err, err
+    assert not [w for w in caught if "weight" in str(w.message)]
+
+    weights = load_file(tmp_path / "base" / "model.safetensors")
+    lost = next(k for k in weights if "encoder.layer.1.attention" in k)
+    del weights[lost]
+    save_file(weights, tmp_path / "base" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match=r"1 weight\(s\) of the model missing from the checkpoint .*layer\.1\.attention"):
+        load_model(tmp_path / "base", task="token-classification", num_labels=3, offline=True)
+    assert "LOAD REPORT" not in capfd.readouterr().err + caplog.text
