@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRATCH = Path(os.environ.get("MUTATION_SCRATCH", Path(tempfile.gettempdir()) / "alignfreeze-mutation"))
 PACKAGES = ["analysis", "core", "probing", "realign", "alignfreeze"]
 PROBING_TESTS = ["tests/test_probing_control.py", "tests/test_probing_cli.py", "tests/test_probing_linear.py",
-                 "tests/test_probing_semantic.py"]
+                 "tests/test_probing_semantic.py", "tests/test_probing_estimator.py"]
 # name: (module globs, test files before, test files after); before = main, after = this branch
 MODULES = {
     "cka": (["analysis/cka.py"], ["tests/test_cka.py", "tests/test_drift.py"],
