@@ -28,6 +28,8 @@ import signal
 import sys
 import threading
 
+from alignfreeze.interrupts import SIGINT_SEEN
+
 # one module per area, so that parallel work on the CLI never touches the same file; each
 # module's register() must stay light (no torch/transformers at import: tests check it)
 COMMAND_MODULES = ("data", "features", "models", "realign", "finetune", "probe", "analysis", "demo", "midalign",
@@ -205,7 +207,7 @@ def _identities(paths) -> dict:
     return ids
 
 
-_SIGINT_SEEN = threading.Event()
+_SIGINT_SEEN = SIGINT_SEEN  # alignfreeze.interrupts: code that catches errors to go on asks it
 
 
 def _on_sigint(signum, frame) -> None:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignfreeze.interrupts import interrupted
+
 DEFAULT_SEEDS = (31, 42, 66, 23, 17)
 NAMED_STRATEGIES = {
     "baseline": None,  # fine-tune only, no realignment
@@ -631,6 +633,8 @@ def run_experiment(config: str | Path | Experiment, *, progress: bool = False, d
             _say(f"[{k}/{len(cells)}] {cell.id}: running")
             _run_cell(exp, cell, progress=progress, hashes=hashes, plan=plan)
         except Exception as e:  # a failed cell must not stop the grid: record it, go on
+            if interrupted():  # a Ctrl-C that surfaced as another error (e.g. in an import): stop
+                raise
             msg = f"{type(e).__name__}: {e}"
             failed[cell.id] = msg
             failures[cell.id] = {"error": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}

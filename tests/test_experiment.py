@@ -295,3 +295,30 @@ def test_xnli_second_task_is_skipped_offline_and_the_cell_still_finishes(tmp_pat
     assert "XNLI skipped" in capsys.readouterr().err
     results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert set(results["task"]) == {"upos"} and len(results) == 3
+
+
+def test_an_error_after_ctrl_c_stops_the_grid_instead_of_failing_the_cell(tmp_path, tiny_dir, fixtures_dir,
+                                                                         monkeypatch):
+    """A Ctrl-C inside a lazy import surfaced as ModuleNotFoundError (transformers'
+    get_linear_schedule_with_warmup, seen in the interrupt test): the grid recorded a failed
+    cell and went on. After a Ctrl-C, the error is the interruption."""
+    import alignfreeze.experiment_cell as experiment_cell
+    from alignfreeze.interrupts import SIGINT_SEEN
+
+    calls = []
+
+    def interrupted_import(*args, **kwargs):
+        calls.append(1)
+        SIGINT_SEEN.set()
+        raise ModuleNotFoundError("Could not import module 'get_linear_schedule_with_warmup'")
+
+    monkeypatch.setattr(experiment_cell, "run_cell", interrupted_import)
+    cfg = _config(fixtures_dir, tiny_dir, strategies=["baseline"], seeds=[3, 4])
+    try:
+        with pytest.raises(ModuleNotFoundError):
+            run_experiment(_write(tmp_path, cfg))
+    finally:
+        SIGINT_SEEN.clear()
+    assert calls == [1]  # the second cell never started
+    assert not (tmp_path / "out" / "failures.json").exists() or "baseline" not in (
+        tmp_path / "out" / "failures.json").read_text()
