@@ -132,7 +132,9 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_models, fixtures_dir, t
     changed = [n for n, p in base.named_parameters() if not torch.equal(p, weights[0][n])]
     assert changed
     for n in weights[0]:
-        torch.testing.assert_close(weights[0][n], weights[1][n], rtol=0, atol=1e-6)
+        # Adam divides by sqrt(v): a weight whose gradient is ~0 amplifies float32 sum-order
+        # differences (9.3e-6 seen once, CI); a wrong accumulation moves weights by ~lr = 1e-3
+        torch.testing.assert_close(weights[0][n], weights[1][n], rtol=0, atol=5e-5)
 
 
 @pytest.fixture(scope="module")
