@@ -188,7 +188,7 @@ def cka(models, treebanks, *, layers="all", pooling: str = "first", batch_size: 
     """
     import pandas as pd
 
-    from analysis.cka import layer_cka_matrix
+    from analysis.cka import word_features_cka
     from core.inputs import select_treebanks
 
     found = named_models(models, label=_label)
@@ -203,15 +203,10 @@ def cka(models, treebanks, *, layers="all", pooling: str = "first", batch_size: 
         sents.append(s)
         total += len(s)
     feats = [_extractor(m.load(), layers, pooling, batch_size, progress).extract(sents) for m in found]
-    valid = feats[0].valid.copy()
-    for wf in feats[1:]:
-        valid &= wf.valid
-    fa = {lay: x[valid] for lay, x in feats[0].features.items()}
-    fb = {lay: x[valid] for lay, x in feats[1].features.items()} if len(feats) == 2 else None
-    rows = layer_cka_matrix(fa, fb)
+    rows, n_words = word_features_cka(*feats)
     names = [m.name for m in found]
-    data = "; ".join(f"{sel.files[0]}@{sel.label}" if sel.label != "all" else sel.files[0] for sel in selected)
-    return pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": int(valid.sum()),
+    data = "; ".join(sel.spec for sel in selected)
+    return pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": n_words,
                           "n_sentences": len(sents), "data": data} for r in rows])
 
 

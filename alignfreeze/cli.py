@@ -207,7 +207,6 @@ def _identities(paths) -> dict:
     return ids
 
 
-_SIGINT_SEEN = SIGINT_SEEN  # alignfreeze.interrupts: code that catches errors to go on asks it
 
 
 def _on_sigint(signum, frame) -> None:
@@ -217,7 +216,7 @@ def _on_sigint(signum, frame) -> None:
     finished minutes later): there the signal is sent again a moment later. Any error after
     a Ctrl-C counts as the interruption (a C extension whose import was interrupted raises
     ``ImportError: initialization failed``, measured)."""
-    _SIGINT_SEEN.set()
+    SIGINT_SEEN.set()
     f = frame
     while f is not None:
         if f.f_code.co_name == "__del__" or f.f_code.co_filename.endswith("weakref.py"):
@@ -233,7 +232,7 @@ def _sigint_handler():
         yield
         return
     previous = signal.signal(signal.SIGINT, _on_sigint)
-    _SIGINT_SEEN.clear()
+    SIGINT_SEEN.clear()
     try:
         yield
     finally:
@@ -288,7 +287,7 @@ def _main(argv: list[str]) -> int:
         # the final flush at exit does not fail again)
         return EXIT_PIPE
     except Exception as e:
-        if _SIGINT_SEEN.is_set() or isinstance(e.__context__, KeyboardInterrupt):
+        if SIGINT_SEEN.is_set() or isinstance(e.__context__, KeyboardInterrupt):
             what = _interrupted(args, argv, before) if args is not None else "nothing was done"
             print(f"alignfreeze: interrupted: {what}", file=stderr, flush=True)
             return EXIT_INTERRUPTED

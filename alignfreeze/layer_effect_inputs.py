@@ -25,24 +25,9 @@ class StudyData:
     pairs: dict[str, list]  # lang -> word-pair records
 
 
-def read_sentences(path: str | Path, max_sentences: int | None = None) -> list:
-    """The first ``max_sentences`` (all: None) sentences of a CoNLL-U file, as
-    :func:`probing.tasks.read_treebank` reads them; none at all is an error naming the file."""
-    from core.conllu import read_conllu
-
-    out = []
-    for s in read_conllu(path):
-        if max_sentences and len(out) >= max_sentences:
-            break
-        out.append(s)
-    if not out:
-        raise ValueError(f"{path}: no sentences")
-    return out
-
-
 def read_inputs(cfg) -> StudyData:
     """Read every file the study needs (first ``max_sentences``); errors name the file."""
-    from core.conllu import find_treebanks, treebank_lang
+    from core.conllu import find_treebanks, read_treebank, treebank_lang
     from core.wordpairs import read_pairs
 
     n = cfg.max_sentences or None
@@ -53,15 +38,15 @@ def read_inputs(cfg) -> StudyData:
     evals = []
     for spec in cfg.eval:
         for f in find_treebanks(spec):
-            evals.append((f, treebank_lang(f), read_sentences(f, n)))
+            evals.append((f, treebank_lang(f), read_treebank(f, n)))
     langs = [lang for _, lang, _ in evals]
     dup = sorted({lang for lang in langs if langs.count(lang) > 1})
     if dup:
         raise ValueError(f"--eval: several files of language(s) {dup}: one file per language")
-    train_sents = read_sentences(train, cfg.train_sentences or n)
+    train_sents = read_treebank(train, cfg.train_sentences or n)
     retrieval = {"sentence-retrieval", "word-retrieval"} & set(cfg.measures)
     pivot = Path(cfg.pivot or cfg.train) if retrieval else None
-    pivot_sents = read_sentences(pivot, n) if pivot else []
+    pivot_sents = read_treebank(pivot, n) if pivot else []
     pairs: dict[str, list] = {}
     for p in cfg.pairs:
         lang = Path(p).name.split(".")[0].rsplit("-", 1)[-1]
@@ -71,7 +56,7 @@ def read_inputs(cfg) -> StudyData:
         pairs[lang] = read_pairs(p)
     for spec in cfg.finetune_train:
         for f in find_treebanks(spec):
-            read_sentences(f)  # fine-tuning reads it again, per variant: a malformed file fails now
+            read_treebank(f)  # fine-tuning reads it again, per variant: a malformed file fails now
     return StudyData(train, train_sents, evals, pivot, pivot_sents, pairs)
 
 

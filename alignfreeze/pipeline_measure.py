@@ -200,13 +200,10 @@ def drift_table(name: str, base: FeatureCache, cache: FeatureCache, eval_sentenc
 def cka_table(name: str, base: FeatureCache, cache: FeatureCache, sentences, base_name: str) -> pd.DataFrame:
     """Layer x layer linear CKA, base (``model_a``) against ``name`` (``model_b``), on the
     words of ``sentences`` that both models represent."""
-    from analysis.cka import layer_cka_matrix
+    from analysis.cka import word_features_cka
 
-    fa, fb = base.extract(sentences), cache.extract(sentences)
-    valid = fa.valid & fb.valid
-    rows = layer_cka_matrix({lay: x[valid] for lay, x in fa.features.items()},
-                            {lay: x[valid] for lay, x in fb.features.items()})
-    return pd.DataFrame([{"model_a": base_name, "model_b": name, **r, "n_words": int(valid.sum())} for r in rows])
+    rows, n_words = word_features_cka(base.extract(sentences), cache.extract(sentences))
+    return pd.DataFrame([{"model_a": base_name, "model_b": name, **r, "n_words": n_words} for r in rows])
 
 
 def retrieval_table(name: str, cache: FeatureCache, pairs: dict, *, csls_k: int = 10) -> pd.DataFrame:

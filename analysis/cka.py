@@ -39,7 +39,7 @@ import numpy as np
 
 __all__ = [
     "CKAStats", "CKAWarning", "MinibatchCKA", "as_array", "debiased_cka", "layer_cka_matrix", "linear_cka",
-    "rbf_cka",
+    "rbf_cka", "word_features_cka",
 ]
 
 
@@ -371,3 +371,13 @@ def layer_cka_matrix(feats_a: dict, feats_b: dict | None = None, *, precision: s
             if same and lb != la:
                 rows.append({"layer_a": lb, "layer_b": la, "cka": v})
     return sorted(rows, key=lambda r: (r["layer_a"], r["layer_b"]))
+
+
+def word_features_cka(feats_a, feats_b=None) -> tuple[list[dict], int]:
+    """:func:`layer_cka_matrix` of one or two :class:`core.features.WordFeatures` of the SAME
+    sentences, on the words every one of them represents (``valid``; a word without a vector
+    in either model is left out of both). Returns ``(rows, n_words)``."""
+    valid = feats_a.valid if feats_b is None else feats_a.valid & feats_b.valid
+    fa = {lay: x[valid] for lay, x in feats_a.features.items()}
+    fb = None if feats_b is None else {lay: x[valid] for lay, x in feats_b.features.items()}
+    return layer_cka_matrix(fa, fb), int(valid.sum())

@@ -362,6 +362,19 @@ def read_conllu(path: str | Path) -> Iterator[Sentence]:
                                    "each sentence)")
 
 
+def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Sentence]:
+    """Sentences of one CoNLL-U file (the first ``max_sentences`` when given); a file with
+    none is an error naming it."""
+    out = []
+    for s in read_conllu(path):
+        if max_sentences and len(out) >= max_sentences:
+            break
+        out.append(s)
+    if not out:
+        raise ValueError(f"{path}: no sentences")
+    return out
+
+
 def read_sentences(paths: Iterable[str | Path]) -> Iterator[Sentence]:
     """Stream sentences of several files in order."""
     for p in paths:

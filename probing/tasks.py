@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.conllu import Sentence, read_conllu, treebank_lang
+from core.conllu import Sentence, read_treebank, treebank_lang
 from core.encoding import unknown_words
 from core.features import WordFeatureExtractor
 
@@ -81,17 +81,6 @@ class TokenData:
         """Word rows belonging to the given sentence numbers."""
         return np.flatnonzero(np.isin(self.sentence, sentence_ids))
 
-
-def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Sentence]:
-    """Sentences of one CoNLL-U file (the first ``max_sentences`` when given)."""
-    out = []
-    for s in read_conllu(path):
-        if max_sentences and len(out) >= max_sentences:
-            break
-        out.append(s)
-    if not out:
-        raise ValueError(f"{path}: no sentences")
-    return out
 
 
 def load_token_task(extractor: WordFeatureExtractor, path: str | Path, task: str = "upos", *,

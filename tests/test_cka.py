@@ -224,3 +224,23 @@ def test_layer_matrix_of_two_models_is_pairwise_linear_cka():
         assert got[k] == pytest.approx(want[k], abs=1e-6)
     with pytest.raises(ValueError, match="same words"):
         layer_cka_matrix({0: X}, {0: Z[:30]})
+
+
+def test_word_features_cka_uses_the_words_both_models_represent():
+    from types import SimpleNamespace
+
+    from analysis.cka import layer_cka_matrix, word_features_cka
+
+    rng = np.random.default_rng(5)
+    xa = {0: rng.normal(size=(30, 4)), 1: rng.normal(size=(30, 4))}
+    xb = {0: rng.normal(size=(30, 3)), 1: rng.normal(size=(30, 3))}
+    va, vb = np.ones(30, bool), np.ones(30, bool)
+    va[[2, 7]] = False  # words without a vector in A
+    vb[[7, 11]] = False  # ... and in B
+    a, b = SimpleNamespace(features=xa, valid=va), SimpleNamespace(features=xb, valid=vb)
+    keep = va & vb
+    rows, n = word_features_cka(a, b)
+    assert n == 27
+    assert rows == layer_cka_matrix({k: v[keep] for k, v in xa.items()}, {k: v[keep] for k, v in xb.items()})
+    rows_a, n_a = word_features_cka(a)
+    assert n_a == 28 and rows_a == layer_cka_matrix({k: v[va] for k, v in xa.items()})

@@ -285,7 +285,7 @@ def run_cka_cmd(args) -> int:
     models = named_models(args.model) if len(args.model) == 2 else [named_models(args.model)[0]]
     import pandas as pd
 
-    from analysis.cka import layer_cka_matrix
+    from analysis.cka import word_features_cka
     from core.models import load
 
     feats = []
@@ -293,18 +293,13 @@ def run_cka_cmd(args) -> int:
         model, tok = load(m)
         wf = _extractor(model, tok, args).extract(sents)
         feats.append(wf)
-    valid = feats[0].valid.copy()
-    for wf in feats[1:]:
-        valid &= wf.valid
-    fa = {lay: x[valid] for lay, x in feats[0].features.items()}
-    fb = {lay: x[valid] for lay, x in feats[1].features.items()} if len(feats) == 2 else None
-    rows = layer_cka_matrix(fa, fb)
+    rows, n_words = word_features_cka(*feats)
     names = [name for name, _ in models]
-    data = "; ".join(f"{sel.files[0]}@{sel.label}" if sel.label != "all" else sel.files[0] for sel in selected)
-    df = pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": int(valid.sum()),
+    data = "; ".join(sel.spec for sel in selected)
+    df = pd.DataFrame([{"model_a": names[0], "model_b": names[-1], **r, "n_words": n_words,
                         "n_sentences": len(sents), "data": data} for r in rows])
     _write(df, args.out)
-    print(f"{args.out}: {len(df)} layer pairs on {int(valid.sum())} words")
+    print(f"{args.out}: {len(df)} layer pairs on {n_words} words")
     return 0
 
 
