@@ -170,10 +170,10 @@ def _load(model_or_dir, tokenizer, task: str):
         else:
             from transformers import AutoModelForSequenceClassification
 
-            from core.models import is_offline, resolve_model_path
+            from core.models import from_pretrained_checked, is_offline, resolve_model_path
 
-            model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(name),
-                                                                       local_files_only=is_offline())
+            model = from_pretrained_checked(AutoModelForSequenceClassification, resolve_model_path(name), str(name),
+                                            local_files_only=is_offline())
         from core.names import default_name
 
         return model, tokenizer or load_tokenizer(name), default_name(name), manifest
